@@ -1,0 +1,27 @@
+# chorale-id: Bach chorales -> FluidSynth audio -> frozen embeddings -> piece-identification probes.
+# This file only loads and validates the config, includes the stages and names the default targets.
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+validate(config, "config.schema.yaml", set_default=True)
+
+
+include: "rules/common.smk"
+include: "rules/corpus.smk"
+include: "rules/render.smk"
+include: "rules/embed.smk"
+include: "rules/dataset.smk"
+include: "rules/classify.smk"
+
+
+rule all:
+    input:
+        default_targets(),
+    default_target: True
+    localrule: True

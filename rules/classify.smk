@@ -1,0 +1,47 @@
+rule classify:
+    """Train one probe on the train snippets of a split and score it on the test snippets."""
+    input:
+        dataset=dataset_path("{embedder}", "{variant}"),
+        assignment=split_path("{variant}", "{split}"),
+    output:
+        metrics=probe_file("metrics.json"),
+        per_class=probe_file("per_class.tsv"),
+        predictions=probe_file("predictions.parquet"),
+        confusion=probe_file("confusion.tsv"),
+        confusion_png=probe_file("confusion.png"),
+        curve=probe_file("curve.tsv"),
+        curve_png=probe_file("curve.png"),
+    params:
+        probe=lambda wildcards: config["probes"][wildcards.probe],
+    log:
+        log_path("classify", "{embedder}/{variant}/{split}/{probe}"),
+    benchmark:
+        benchmark_path("classify", "{embedder}/{variant}/{split}/{probe}")
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../envs/classify.yaml"
+    script:
+        "../workflow_scripts/edges/classify.py"
+
+
+rule summary:
+    """One row per embedder, variant, split and probe: the figures to compare."""
+    input:
+        metrics=probe_metrics_targets(),
+    output:
+        summary=summary_path(),
+    log:
+        log_path("summary", "summary"),
+    benchmark:
+        benchmark_path("summary", "summary")
+    localrule: True
+    resources:
+        mem_mb=500,
+        runtime=5,
+    conda:
+        "../envs/corpus.yaml"
+    script:
+        "../workflow_scripts/edges/summary.py"

@@ -1,0 +1,127 @@
+# Piece list, batches, every output path, and wildcard constraints: built here only.
+
+import sys
+
+# The Snakefile's own imports; script jobs put the repository on their path in
+# workflow_scripts/edges/.
+sys.path.insert(0, workflow.basedir)
+
+from snakemake.exceptions import WorkflowError
+
+from workflow_scripts.corpus import CorpusError, discover_sources
+from workflow_scripts.embedders.registry import needs_gpu
+from workflow_scripts.settings import (
+    complete_config,
+    embedder_settings,
+    load_schema,
+    render_settings,
+    soundfont_setting,
+)
+from workflow_scripts.synth import SynthError, resolve_soundfont
+
+complete_config(config, load_schema())
+
+try:
+    SOURCES = discover_sources(config["corpus"])
+except CorpusError as error:
+    raise WorkflowError(f"config 'corpus': {error}") from None
+PIECES = [source.piece_id for source in SOURCES]
+SOURCE_OF = {source.piece_id: str(source.path) for source in SOURCES}
+VARIANTS = list(config["variants"])
+EMBEDDERS = list(config["embedders"])
+SPLITS = list(config["splits"]["names"])
+CLOSED_SET_SPLITS = [split for split in SPLITS if split == "by_snippet"]
+PROBES = list(config["probes"])
+CACHE = config["cache_dir"]
+
+
+def soundfont_for(variant):
+    try:
+        return str(resolve_soundfont(soundfont_setting(config, variant)))
+    except SynthError as error:
+        raise WorkflowError(f"variant '{variant}': {error}") from None
+
+
+def batched(items, size):
+    return [items[start : start + size] for start in range(0, len(items), size)]
+
+
+RENDER_BATCHES = batched(PIECES, config["render"]["pieces_per_job"])
+EMBED_BATCHES = batched(PIECES, config["embed"]["pieces_per_job"])
+
+
+# ---- paths ---------------------------------------------------------------------------
+def sources_table():
+    return "results/corpus/sources.tsv"
+
+
+def audio_path(variant, piece):
+    return f"results/audio/{variant}/{piece}.flac"
+
+
+def manifest_path(variant, piece):
+    return f"results/audio/{variant}/{piece}.snippets.parquet"
+
+
+def shard_path(embedder, variant, piece):
+    return f"results/embeddings/{embedder}/{variant}/{piece}.parquet"
+
+
+def catalog_path(variant):
+    return f"results/corpus/{variant}/catalog.tsv"
+
+
+def snippets_path(variant):
+    return f"results/corpus/{variant}/snippets.parquet"
+
+
+def dataset_path(embedder, variant):
+    return f"results/datasets/{embedder}/{variant}/embeddings.parquet"
+
+
+def split_path(variant, split):
+    return f"results/splits/{variant}/{split}.parquet"
+
+
+def probe_folder(embedder, variant, split, probe):
+    return f"results/probes/{embedder}/{variant}/{split}/{probe}"
+
+
+def probe_file(name, embedder="{embedder}", variant="{variant}", split="{split}", probe="{probe}"):
+    return f"{probe_folder(embedder, variant, split, probe)}/{name}"
+
+
+def summary_path():
+    return "results/summary.tsv"
+
+
+def log_path(stage, name):
+    return f"results/logs/{stage}/{name}.log"
+
+
+def benchmark_path(stage, name):
+    return f"results/benchmarks/{stage}/{name}.tsv"
+
+
+def probe_metrics_targets():
+    return [
+        probe_file("metrics.json", embedder, variant, split, probe)
+        for embedder in EMBEDDERS
+        for variant in VARIANTS
+        for split in CLOSED_SET_SPLITS
+        for probe in PROBES
+    ]
+
+
+def default_targets():
+    targets = [sources_table(), summary_path()]
+    targets += [catalog_path(variant) for variant in VARIANTS]
+    targets += [split_path(variant, split) for variant in VARIANTS for split in SPLITS]
+    return targets
+
+
+wildcard_constraints:
+    variant="|".join(VARIANTS),
+    embedder="|".join(EMBEDDERS),
+    split="|".join(SPLITS),
+    probe="|".join(PROBES),

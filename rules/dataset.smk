@@ -1,0 +1,61 @@
+rule catalog:
+    """Gather every piece's render manifest: the piece table and all snippets."""
+    input:
+        manifests=lambda wildcards: [manifest_path(wildcards.variant, piece) for piece in PIECES],
+    output:
+        catalog=catalog_path("{variant}"),
+        snippets=snippets_path("{variant}"),
+    log:
+        log_path("catalog", "{variant}"),
+    benchmark:
+        benchmark_path("catalog", "{variant}")
+    localrule: True
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        "../envs/corpus.yaml"
+    script:
+        "../workflow_scripts/edges/catalog.py"
+
+
+rule dataset:
+    """Validate and join every embedding shard of one embedder and variant."""
+    input:
+        shards=lambda wildcards: [shard_path(wildcards.embedder, wildcards.variant, piece) for piece in PIECES],
+    output:
+        dataset=dataset_path("{embedder}", "{variant}"),
+    log:
+        log_path("dataset", "{embedder}/{variant}"),
+    benchmark:
+        benchmark_path("dataset", "{embedder}/{variant}")
+    localrule: True
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    conda:
+        "../envs/embed.yaml"
+    script:
+        "../workflow_scripts/edges/dataset.py"
+
+
+rule split:
+    """Assign every snippet of a variant to train or test (the same for every embedder)."""
+    input:
+        snippets=snippets_path("{variant}"),
+    output:
+        assignment=split_path("{variant}", "{split}"),
+    params:
+        settings={key: config["splits"][key] for key in ("test_fraction", "seed")},
+    log:
+        log_path("split", "{variant}/{split}"),
+    benchmark:
+        benchmark_path("split", "{variant}/{split}")
+    localrule: True
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        "../envs/corpus.yaml"
+    script:
+        "../workflow_scripts/edges/split.py"

@@ -1,0 +1,36 @@
+# One rule per batch of pieces and embedder: one model load per job, per-piece shards.
+# Model embedders ask for a GPU (gpu=1), so `--resources gpu=1` runs them one at a time
+# and a cluster gives each job one GPU.
+
+for embedder in EMBEDDERS:
+    for variant in VARIANTS:
+        for batch_index, batch in enumerate(EMBED_BATCHES):
+
+            rule:
+                name:
+                    f"embed_{embedder}_{variant}_batch{batch_index:03d}"
+                input:
+                    manifests=[manifest_path(variant, piece) for piece in batch],
+                    audio=[audio_path(variant, piece) for piece in batch],
+                output:
+                    shards=[shard_path(embedder, variant, piece) for piece in batch],
+                params:
+                    pieces=batch,
+                    embedder=embedder,
+                    settings=embedder_settings(config, embedder),
+                    cache=CACHE,
+                log:
+                    log_path("embed", f"{embedder}/{variant}/batch{batch_index:03d}"),
+                benchmark:
+                    benchmark_path("embed", f"{embedder}/{variant}/batch{batch_index:03d}")
+                threads: 2 if needs_gpu(embedder) else 1
+                resources:
+                    gpu=1 if needs_gpu(embedder) else 0,
+                    mem_mb=8000 if needs_gpu(embedder) else 2000,
+                    runtime=15 + 2 * len(batch),
+                group:
+                    f"embed_{embedder}"
+                conda:
+                    "../envs/embed.yaml"
+                script:
+                    "../workflow_scripts/edges/embed.py"

@@ -1,0 +1,34 @@
+# One rule per batch of pieces: a job renders many pieces in one process while every
+# piece keeps its own output files (per-piece targets, per-piece incremental reruns
+# through the piece cache).
+
+for variant in VARIANTS:
+    for batch_index, batch in enumerate(RENDER_BATCHES):
+
+        rule:
+            name:
+                f"render_{variant}_batch{batch_index:03d}"
+            input:
+                sources=[SOURCE_OF[piece] for piece in batch],
+            output:
+                audio=[audio_path(variant, piece) for piece in batch],
+                manifests=[manifest_path(variant, piece) for piece in batch],
+            params:
+                pieces=batch,
+                settings=render_settings(config, variant),
+                soundfont=soundfont_for(variant),
+                cache=CACHE,
+            log:
+                log_path("render", f"{variant}/batch{batch_index:03d}"),
+            benchmark:
+                benchmark_path("render", f"{variant}/batch{batch_index:03d}")
+            threads: 1
+            resources:
+                mem_mb=2000,
+                runtime=10 + 2 * len(batch),
+            group:
+                "render"
+            conda:
+                "../envs/render.yaml"
+            script:
+                "../workflow_scripts/edges/render.py"

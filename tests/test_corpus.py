@@ -1,0 +1,79 @@
+from pathlib import Path
+
+import pytest
+
+from workflow_scripts.corpus import (
+    CorpusError,
+    assign_piece_ids,
+    discover_sources,
+    natural_key,
+    piece_id_from_path,
+    select_pieces,
+)
+
+MUSIC21_BACH = {"source": "music21", "composer": "bach", "pieces": [], "max_pieces": None}
+
+
+def test_bach_corpus_has_one_score_per_piece_and_no_analyses():
+    from music21 import corpus
+
+    sources = discover_sources(MUSIC21_BACH)
+    ids = [source.piece_id for source in sources]
+    assert len(ids) == len(set(ids))
+    assert not any(source.path.suffix == ".rntxt" for source in sources)
+    # Every score music21 lists for Bach is present under its id, analyses excepted.
+    music21_ids = {Path(str(path)).stem for path in corpus.getComposer("bach") if not str(path).endswith(".rntxt")}
+    assert set(ids) == music21_ids
+    assert 400 <= len(ids) <= 420
+
+
+def test_a_piece_in_two_formats_keeps_the_musicxml_file():
+    by_id = {source.piece_id: source for source in discover_sources(MUSIC21_BACH)}
+    assert by_id["bwv277"].path.suffix == ".mxl"
+
+
+def test_listing_the_corpus_does_not_import_music21(tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from workflow_scripts.corpus import discover_sources;"
+        "discover_sources({'source': 'music21', 'composer': 'bach', 'pieces': [], 'max_pieces': None});"
+        "assert 'music21' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
+
+
+def test_piece_ids_are_file_safe():
+    assert piece_id_from_path(Path("a/My Chorale (v2).xml")) == "My_Chorale__v2_"
+    assert piece_id_from_path(Path("bwv1.6.mxl")) == "bwv1.6"
+
+
+def test_duplicate_ids_in_a_folder_name_both_files(tmp_path):
+    first, second = tmp_path / "a" / "x.mxl", tmp_path / "b" / "x.mid"
+    with pytest.raises(CorpusError, match=r"duplicate piece id 'x'.*a/x\.mxl.*b/x\.mid"):
+        assign_piece_ids([first, second], allow_format_duplicates=False)
+
+
+def test_folder_corpus_and_selection(chorale_folder):
+    config = {"source": "folder", "folder": str(chorale_folder), "pieces": [], "max_pieces": 2}
+    assert [source.piece_id for source in discover_sources(config)] == ["bwv2.6", "bwv3.6"]
+    config.update(max_pieces=None, pieces=["bwv6.6", "bwv2.6"])
+    assert [source.piece_id for source in discover_sources(config)] == ["bwv6.6", "bwv2.6"]
+
+
+def test_unknown_piece_ids_are_named():
+    sources = discover_sources(MUSIC21_BACH)
+    with pytest.raises(CorpusError, match="bwv9999"):
+        select_pieces(sources, ["bwv1.6", "bwv9999"], None)
+
+
+def test_empty_or_missing_folder_is_explained(tmp_path):
+    with pytest.raises(CorpusError, match="holds no score files"):
+        discover_sources({"source": "folder", "folder": str(tmp_path), "pieces": [], "max_pieces": None})
+    with pytest.raises(CorpusError, match="is not a folder"):
+        discover_sources({"source": "folder", "folder": str(tmp_path / "nope"), "pieces": [], "max_pieces": None})
+
+
+def test_natural_order():
+    assert sorted(["bwv10.7", "bwv2.6", "bwv1.6"], key=natural_key) == ["bwv1.6", "bwv2.6", "bwv10.7"]

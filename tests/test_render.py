@@ -1,0 +1,82 @@
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import soundfile
+
+from workflow_scripts.io_utils import read_provenance
+from workflow_scripts.render import MANIFEST_SCHEMA, RenderSettings, read_snippet_audio, render_batch
+from workflow_scripts.synth import resolve_soundfont
+
+SETTINGS = RenderSettings(
+    sample_rate=24000, tempo_qpm=120, window_measures=4, hop_measures=4, programs=(0,), velocity=90, transpose=0, gain=0.3
+)
+
+
+def batch(folder: Path, out: Path, names):
+    return [
+        {
+            "piece_id": name,
+            "source": str(next(folder.glob(f"{name}.*"))),
+            "audio": str(out / f"{name}.flac"),
+            "manifest": str(out / f"{name}.snippets.parquet"),
+        }
+        for name in names
+    ]
+
+
+def test_render_batch_writes_audio_and_manifest(chorale_folder, tmp_path, logger):
+    pieces = batch(chorale_folder, tmp_path / "out", ["bwv2.6", "bwv3.6"])
+    counts = render_batch(pieces, SETTINGS, resolve_soundfont(None), tmp_path / "cache", logger)
+    assert counts == {"computed": 2, "restored": 0, "excluded": 0}
+    for piece in pieces:
+        manifest = pq.read_table(piece["manifest"])
+        assert manifest.schema.remove_metadata() == MANIFEST_SCHEMA
+        assert manifest.num_rows >= 2
+        info = soundfile.info(piece["audio"])
+        assert info.samplerate == 24000 and info.channels == 1
+        assert info.frames == sum(manifest.column("num_samples").to_pylist())
+        snippets = read_snippet_audio(piece["audio"], manifest)
+        assert all(np.abs(clip).max() > 0.01 for clip in snippets)
+        provenance = read_provenance(piece["manifest"])
+        assert provenance["status"] == "ok"
+        assert len(provenance["soundfont"]["sha256"]) == 64
+        assert provenance["settings"]["tempo_qpm"] == 120
+        assert provenance["code"]["source_digest"]
+
+
+def test_rerun_restores_from_cache_with_identical_bytes(chorale_folder, tmp_path, logger):
+    first = batch(chorale_folder, tmp_path / "first", ["bwv3.6"])
+    render_batch(first, SETTINGS, resolve_soundfont(None), tmp_path / "cache", logger)
+    second = batch(chorale_folder, tmp_path / "second", ["bwv3.6"])
+    counts = render_batch(second, SETTINGS, resolve_soundfont(None), tmp_path / "cache", logger)
+    assert counts["restored"] == 1 and counts["computed"] == 0
+    for key in ("audio", "manifest"):
+        assert Path(first[0][key]).read_bytes() == Path(second[0][key]).read_bytes()
+
+
+def test_rendering_is_deterministic_without_the_cache(chorale_folder, tmp_path, logger):
+    outputs = []
+    for run in ("a", "b"):
+        pieces = batch(chorale_folder, tmp_path / run, ["bwv3.6"])
+        render_batch(pieces, SETTINGS, resolve_soundfont(None), tmp_path / f"cache-{run}", logger)
+        outputs.append(Path(pieces[0]["audio"]).read_bytes())
+    assert outputs[0] == outputs[1]
+
+
+def test_a_broken_score_is_excluded_and_the_rest_complete(chorale_folder, tmp_path, logger):
+    (chorale_folder / "broken.xml").write_text("this is not MusicXML")
+    pieces = batch(chorale_folder, tmp_path / "out", ["broken", "bwv3.6"])
+    counts = render_batch(pieces, SETTINGS, resolve_soundfont(None), tmp_path / "cache", logger)
+    assert counts["excluded"] == 1 and counts["computed"] == 2
+    broken = read_provenance(pieces[0]["manifest"])
+    assert broken["status"] == "excluded" and "could not parse" in broken["reason"]
+    assert pq.read_table(pieces[0]["manifest"]).num_rows == 0
+    assert read_provenance(pieces[1]["manifest"])["status"] == "ok"
+
+
+def test_a_piece_shorter_than_one_window_is_excluded_with_the_reason(chorale_folder, tmp_path, logger):
+    long_windows = RenderSettings(**{**SETTINGS.as_dict(), "window_measures": 64})
+    pieces = batch(chorale_folder, tmp_path / "out", ["bwv3.6"])
+    render_batch(pieces, long_windows, resolve_soundfont(None), tmp_path / "cache", logger)
+    assert "fewer than one window" in read_provenance(pieces[0]["manifest"])["reason"]

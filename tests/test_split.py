@@ -1,0 +1,65 @@
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from workflow_scripts.split import assign_piece_by_snippet, by_piece, by_snippet, overlaps, summarise
+
+
+def snippets_frame(pieces: dict[str, int], window: int, hop: int) -> pd.DataFrame:
+    rows = []
+    for piece, count in pieces.items():
+        for index in range(count):
+            rows.append({"snippet_id": f"{piece}:{index:03d}", "piece_id": piece, "snippet_index": index,
+                         "first_measure": index * hop, "stop_measure": index * hop + window})
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize(("window", "hop"), [(4, 4), (4, 2), (4, 1), (3, 2), (2, 3)])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_no_test_snippet_overlaps_a_train_snippet_of_its_piece(window, hop, seed):
+    snippets = snippets_frame({f"p{i}": count for i, count in enumerate([1, 2, 3, 5, 8, 13, 21])}, window, hop)
+    assignment = snippets.merge(by_snippet(snippets, 0.25, seed), on=["snippet_id", "piece_id"])
+    for _, piece in assignment.groupby("piece_id"):
+        train = piece[piece.role == "train"]
+        test = piece[piece.role == "test"]
+        for (_, a), (_, b) in itertools.product(train.iterrows(), test.iterrows()):
+            assert not overlaps(a.first_measure, a.stop_measure, b.first_measure, b.stop_measure)
+        windows = list(zip(piece.first_measure, piece.stop_measure))
+        separable = any(not overlaps(*a, *b) for a, b in itertools.combinations(windows, 2))
+        # A piece gets test snippets exactly when it can keep a non-overlapping one for training.
+        assert (len(test) >= 1 and len(train) >= 1) == separable
+
+
+def test_overlapping_neighbours_are_dropped_not_trained_on():
+    roles = assign_piece_by_snippet([(0, 4), (2, 6), (4, 8), (6, 10), (8, 12)], 0.2, np.random.default_rng(3))
+    test = roles.index("test")
+    for neighbour in (test - 1, test + 1):
+        if 0 <= neighbour < len(roles):
+            assert roles[neighbour] == "dropped_overlap"
+
+
+def test_single_snippet_pieces_stay_in_train_and_are_counted():
+    snippets = snippets_frame({"solo": 1, "many": 10}, 4, 4)
+    assignment = by_snippet(snippets, 0.2, 0)
+    assert assignment[assignment.piece_id == "solo"].role.tolist() == ["train"]
+    summary = summarise(assignment)
+    assert summary["pieces_single_snippet"] == 1 and summary["snippets"]["test"] == 2
+
+
+def test_by_snippet_is_seeded_and_per_piece_independent():
+    snippets = snippets_frame({"a": 10, "b": 10}, 4, 4)
+    first = by_snippet(snippets, 0.3, 7)
+    assert first.equals(by_snippet(snippets, 0.3, 7))
+    with_more = by_snippet(snippets_frame({"a": 10, "b": 10, "c": 6}, 4, 4), 0.3, 7)
+    assert first.equals(with_more[with_more.piece_id != "c"].reset_index(drop=True))
+    assert not first.equals(by_snippet(snippets, 0.3, 8))
+
+
+def test_by_piece_holds_out_whole_pieces():
+    snippets = snippets_frame({f"p{i}": 4 for i in range(20)}, 4, 4)
+    assignment = by_piece(snippets, 0.25, 0)
+    roles_per_piece = assignment.groupby("piece_id").role.nunique()
+    assert (roles_per_piece == 1).all()
+    assert assignment[assignment.role == "test"].piece_id.nunique() == 5

@@ -1,0 +1,47 @@
+import numpy as np
+import pytest
+
+from workflow_scripts.segment import NoteEvent
+from workflow_scripts.synth import FluidSynthRenderer, SynthError, channel_for_voice, resolve_soundfont
+
+CHORD = [NoteEvent(0.0, 0.5, 60, 0), NoteEvent(0.0, 0.5, 64, 1), NoteEvent(0.5, 1.0, 67, 2)]
+
+
+@pytest.fixture(scope="module")
+def renderer():
+    with FluidSynthRenderer(resolve_soundfont(None), 24000, 0.3) as synth:
+        yield synth
+
+
+def test_length_and_silence(renderer):
+    audio = renderer.render(CHORD, 1.25, [0], 90)
+    assert audio.dtype == np.float32 and audio.shape == (30000,)
+    assert np.abs(audio[:12000]).max() > 0.01
+    assert not np.any(renderer.render([], 0.5, [0], 90))
+
+
+def test_a_snippet_sounds_the_same_whatever_was_rendered_before(renderer):
+    first = renderer.render(CHORD, 1.0, [0], 90)
+    renderer.render([NoteEvent(0.0, 0.7, 50, 0)], 0.77, [19], 40)
+    assert np.array_equal(first, renderer.render(CHORD, 1.0, [0], 90))
+
+
+def test_programs_and_transposition_change_the_sound(renderer):
+    piano = renderer.render(CHORD, 1.0, [0], 90)
+    assert not np.array_equal(piano, renderer.render(CHORD, 1.0, [19], 90))
+    assert not np.array_equal(piano, renderer.render(CHORD, 1.0, [0], 90, transpose=2))
+
+
+def test_drum_channel_is_never_used():
+    assert 9 not in {channel_for_voice(voice) for voice in range(40)}
+
+
+def test_missing_soundfont_says_how_to_fix(tmp_path):
+    with pytest.raises(SynthError, match="does not exist"):
+        resolve_soundfont(str(tmp_path / "missing.sf2"))
+
+
+def test_no_soundfont_installed_names_the_package(monkeypatch):
+    monkeypatch.setattr("workflow_scripts.synth.STANDARD_SOUNDFONTS", ("/nonexistent/a.sf2",))
+    with pytest.raises(SynthError, match="fluid-soundfont-gm"):
+        resolve_soundfont(None)

@@ -1,0 +1,114 @@
+"""End-to-end: the real workflow (music21, FluidSynth, Parquet, torch) on four chorales."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import music21_chorale
+from workflow_runner import planned_jobs, snakemake, write_config
+from workflow_scripts.io_utils import read_provenance
+
+PIECES = ("bwv2.6", "bwv3.6", "bwv4.8", "bwv6.6")
+pytestmark = pytest.mark.workflow
+
+
+def make_project(folder: Path, overrides: dict | None = None) -> Path:
+    (folder / "scores").mkdir(parents=True)
+    for name in PIECES:
+        shutil.copy(music21_chorale(name), folder / "scores" / f"{name}.mxl")
+    write_config(folder, overrides or {})
+    return folder
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    folder = make_project(tmp_path_factory.mktemp("workflow"))
+    snakemake(folder, "--cores", "2")
+    return folder
+
+
+def test_outputs_have_their_schema_and_provenance(finished_run):
+    results = finished_run / "results"
+    catalog = pd.read_csv(results / "corpus/piano/catalog.tsv", sep="\t")
+    assert sorted(catalog.piece_id) == sorted(PIECES) and (catalog.status == "ok").all()
+    for piece in PIECES:
+        shard = results / f"embeddings/spectral/piano/{piece}.parquet"
+        provenance = read_provenance(shard)
+        assert provenance["embedder"]["name"] == "spectral"
+        assert len(provenance["render"]["soundfont"]["sha256"]) == 64
+        assert provenance["code"]["source_digest"]
+    dataset = pq.read_table(results / "datasets/spectral/piano/embeddings.parquet")
+    assert dataset.num_rows == catalog.snippets.sum()
+    folder = results / "probes/spectral/piano/by_snippet/linear_lbfgs_std"
+    for name in ("per_class.tsv", "predictions.parquet", "confusion.tsv", "confusion.png", "curve.tsv", "curve.png"):
+        assert (folder / name).stat().st_size > 0
+    for rule in ("render", "embed", "catalog", "dataset", "split", "classify", "summary"):
+        assert list((results / "benchmarks" / rule).rglob("*.tsv")), rule
+        assert list((results / "logs" / rule).rglob("*.log")), rule
+
+
+def test_probe_beats_chance(finished_run):
+    summary = pd.read_csv(finished_run / "results/summary.tsv", sep="\t")
+    assert set(summary.probe) == {"linear_adam", "linear_lbfgs_std"}
+    best = summary.set_index("probe").loc["linear_lbfgs_std"]
+    chance = 1 / best.classes
+    assert best.top1 > chance
+    metrics = json.loads((finished_run / "results/probes/spectral/piano/by_snippet/linear_lbfgs_std/metrics.json").read_text())
+    for key in ("top1", "top5", "top1_ci95", "per_class_mean", "per_class_median", "classes_at_0", "classes_at_100",
+                "train_snippets", "test_snippets", "attractors", "provenance"):
+        assert key in metrics
+    assert metrics["provenance"]["embedder"]["name"] == "spectral"
+
+
+def test_second_run_has_nothing_to_do(finished_run):
+    assert planned_jobs(finished_run) == {}
+
+
+def test_changing_one_piece_recomputes_only_that_piece(tmp_path):
+    import music21
+
+    folder = make_project(tmp_path / "project")
+    snakemake(folder, "--cores", "2")
+    shards = folder / "results/embeddings/spectral/piano"
+    before = {path.name: path.read_bytes() for path in shards.glob("*.parquet")}
+
+    changed = folder / "scores/bwv4.8.mxl"  # the first piece of the second batch
+    music21.converter.parse(changed).transpose(2).write("mxl", fp=changed)
+
+    jobs = planned_jobs(folder)
+    assert "render_piano_batch000" not in jobs and "embed_spectral_piano_batch000" not in jobs
+    assert jobs["render_piano_batch001"] == 1 and jobs["embed_spectral_piano_batch001"] == 1
+    snakemake(folder, "--cores", "2")
+
+    render_log = (folder / "results/logs/render/piano/batch001.log").read_text()
+    assert "bwv4.8: 3 snippets" in render_log and "bwv6.6: unchanged, restored from cache" in render_log
+    embed_log = (folder / "results/logs/embed/spectral/piano/batch001.log").read_text()
+    assert "'computed': 1, 'restored': 1" in embed_log
+    after = {path.name: path.read_bytes() for path in shards.glob("*.parquet")}
+    assert [name for name in before if before[name] != after[name]] == ["bwv4.8.parquet"]
+    assert planned_jobs(folder) == {}
+
+
+@pytest.mark.slow
+def test_two_runs_from_scratch_give_identical_results(finished_run, tmp_path):
+    again = make_project(tmp_path / "again")
+    snakemake(again, "--cores", "2")
+    for relative in ("results/datasets/spectral/piano/embeddings.parquet", "results/splits/piano/by_snippet.parquet"):
+        first, second = pq.read_table(finished_run / relative), pq.read_table(again / relative)
+        assert first.equals(second), relative
+    for name in ("linear_adam", "linear_lbfgs_std"):
+        relative = f"results/probes/spectral/piano/by_snippet/{name}/metrics.json"
+        first = json.loads((finished_run / relative).read_text())
+        second = json.loads((again / relative).read_text())
+        for key in ("top1", "top5", "top1_ci95", "per_class_mean"):
+            assert first[key] == second[key], (name, key)
+    audio = "results/audio/piano/bwv2.6.flac"
+    assert (finished_run / audio).read_bytes() == (again / audio).read_bytes()

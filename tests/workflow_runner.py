@@ -1,0 +1,56 @@
+"""Run the real workflow in a temporary folder, as a user would from the command line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_config(folder: Path, overrides: dict) -> Path:
+    config = {
+        "corpus": {"source": "folder", "folder": str(folder / "scores")},
+        "render": {"pieces_per_job": 2},
+        "embed": {"pieces_per_job": 2},
+        "probes": {
+            "linear_adam": {"optimizer": "adam", "epochs": 100},
+            "linear_lbfgs_std": {"optimizer": "lbfgs", "normalization": "standardize", "weight_decay": 0.001},
+        },
+        "cache_dir": "results/cache",
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(config.get(key), dict):
+            config[key] = {**config[key], **value}
+        else:
+            config[key] = value
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
+
+
+def snakemake(folder: Path, *arguments: str, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
+    command = [
+        sys.executable, "-m", "snakemake", *arguments,
+        "--snakefile", str(REPO_ROOT / "Snakefile"),
+        "--directory", str(folder),
+        "--configfile", str(folder / "config.yaml"),
+    ]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    if check and completed.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(arguments)} failed:\n{completed.stdout[-6000:]}\n{completed.stderr[-6000:]}")
+    return completed
+
+
+def planned_jobs(folder: Path) -> dict[str, int]:
+    """Rule name -> job count of a dry run."""
+    output = snakemake(folder, "--dry-run", "--quiet", "rules").stdout
+    jobs = {}
+    for line in output.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit() and parts[0] not in ("total", "job"):
+            jobs[parts[0]] = int(parts[1])
+    return jobs

@@ -1,0 +1,102 @@
+"""``spectral``: an offline embedder that needs no model weights.
+
+Per snippet, from one short-time Fourier transform (Hann window of ``n_fft`` samples,
+hop ``hop_length``), computed with transformers' audio utilities:
+
+- log-mel spectrogram (``n_mels`` bands, HTK mel scale, dB): mean and standard
+  deviation over time, and the mean absolute frame-to-frame difference (how much the
+  spectrum moves: a crude onset/rhythm statistic);
+- chromagram (12 pitch classes, each frame scaled to a maximum of 1): mean and
+  standard deviation over time.
+
+The vector is their concatenation: 3 * n_mels + 24 values (216 with the defaults),
+one layer. It describes timbre and harmony, not melody order, so it is a baseline that
+a learned model should beat.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from workflow_scripts.embedders.base import Embedder, EmbedderError
+
+POWER_FLOOR = 1e-10
+
+
+class SpectralEmbedder(Embedder):
+    name = "spectral"
+
+    def __init__(self, settings: dict[str, Any]):
+        from transformers import audio_utils
+
+        self._audio_utils = audio_utils
+        self.sample_rate = int(settings["sample_rate"])
+        self.n_fft = int(settings["n_fft"])
+        self.hop_length = int(settings["hop_length"])
+        self.n_mels = int(settings["n_mels"])
+        self.fmin = float(settings["fmin"])
+        self.fmax = float(settings["fmax"])
+        if self.fmax > self.sample_rate / 2:
+            raise EmbedderError(
+                f"embedder_settings.spectral.fmax ({self.fmax}) is above the Nyquist frequency "
+                f"({self.sample_rate / 2}); lower it."
+            )
+        frequency_bins = self.n_fft // 2 + 1
+        self._window = audio_utils.window_function(self.n_fft, "hann")
+        self._mel_filters = audio_utils.mel_filter_bank(
+            num_frequency_bins=frequency_bins,
+            num_mel_filters=self.n_mels,
+            min_frequency=self.fmin,
+            max_frequency=self.fmax,
+            sampling_rate=self.sample_rate,
+            mel_scale="htk",
+        ).astype(np.float32)
+        # Like librosa, the chroma bank takes the FFT size and returns (12, n_fft // 2 + 1).
+        self._chroma_filters = audio_utils.chroma_filter_bank(
+            num_frequency_bins=self.n_fft, num_chroma=12, sampling_rate=self.sample_rate
+        ).astype(np.float32)
+
+    @property
+    def dim(self) -> int:
+        return 3 * self.n_mels + 24
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "model_id": "spectral-logmel-chroma-stats",
+            "revision": "1",
+            "layers": 1,
+            "dim": self.dim,
+            "sample_rate": self.sample_rate,
+            "settings": {
+                "n_fft": self.n_fft,
+                "hop_length": self.hop_length,
+                "n_mels": self.n_mels,
+                "fmin": self.fmin,
+                "fmax": self.fmax,
+            },
+        }
+
+    def _features(self, clip: np.ndarray) -> np.ndarray:
+        if clip.size < self.n_fft:
+            clip = np.pad(clip, (0, self.n_fft - clip.size))
+        power = self._audio_utils.spectrogram(
+            clip.astype(np.float32),
+            self._window,
+            frame_length=self.n_fft,
+            hop_length=self.hop_length,
+            power=2.0,
+        )  # (frequency bins, frames)
+        log_mel = 10.0 * np.log10(np.maximum(self._mel_filters.T @ power, POWER_FLOOR))
+        chroma = self._chroma_filters @ power
+        chroma = chroma / np.maximum(chroma.max(axis=0, keepdims=True), POWER_FLOOR)
+        flux = np.abs(np.diff(log_mel, axis=1)).mean(axis=1) if log_mel.shape[1] > 1 else np.zeros(self.n_mels)
+        return np.concatenate(
+            [log_mel.mean(axis=1), log_mel.std(axis=1), flux, chroma.mean(axis=1), chroma.std(axis=1)]
+        ).astype(np.float32)
+
+    def embed(self, clips: list[np.ndarray]) -> np.ndarray:
+        vectors = np.stack([self._features(clip) for clip in clips]) if clips else np.zeros((0, self.dim), np.float32)
+        return vectors[:, None, :]

@@ -1,0 +1,162 @@
+"""Scores to timed note events, and measure windows to snippets.
+
+The score is read once; snippets are windows of whole measures. Timing uses one fixed
+tempo (config ``render.tempo_qpm``) so that every piece is played the same way and
+the same score always gives the same events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+class ScoreError(ValueError):
+    """A score that cannot give snippets; the message says why, and the piece is excluded."""
+
+
+@dataclass(frozen=True)
+class NoteEvent:
+    onset_s: float
+    offset_s: float
+    key: int
+    voice: int
+
+
+@dataclass(frozen=True)
+class SnippetWindow:
+    index: int
+    first_measure: int  # index into the piece's measure list, inclusive
+    stop_measure: int  # exclusive
+    first_measure_number: int  # as printed in the score
+    last_measure_number: int
+    start_s: float
+    end_s: float
+
+
+@dataclass(frozen=True)
+class ParsedScore:
+    title: str
+    key: str
+    parts: int
+    measure_starts_s: np.ndarray  # start of each measure; one extra entry: the piece's end
+    measure_numbers: list[int]
+    events: list[NoteEvent]
+
+    @property
+    def measures(self) -> int:
+        return len(self.measure_numbers)
+
+    @property
+    def duration_s(self) -> float:
+        return float(self.measure_starts_s[-1])
+
+
+def measure_windows(measures: int, window: int, hop: int) -> list[tuple[int, int]]:
+    """Windows of exactly ``window`` measures every ``hop`` measures.
+
+    A tail shorter than a window is dropped rather than padded, so every snippet of a
+    run has the same musical length.
+    """
+    if window < 1 or hop < 1:
+        raise ValueError(f"window ({window}) and hop ({hop}) must both be at least 1 measure")
+    return [(start, start + window) for start in range(0, measures - window + 1, hop)]
+
+
+def snippet_windows(score: ParsedScore, window: int, hop: int) -> list[SnippetWindow]:
+    windows = []
+    for index, (first, stop) in enumerate(measure_windows(score.measures, window, hop)):
+        windows.append(
+            SnippetWindow(
+                index=index,
+                first_measure=first,
+                stop_measure=stop,
+                first_measure_number=score.measure_numbers[first],
+                last_measure_number=score.measure_numbers[stop - 1],
+                start_s=float(score.measure_starts_s[first]),
+                end_s=float(score.measure_starts_s[stop]),
+            )
+        )
+    return windows
+
+
+def events_in_window(events: list[NoteEvent], start_s: float, end_s: float) -> list[NoteEvent]:
+    """Notes sounding inside [start_s, end_s), re-timed to the window and cut at its edges.
+
+    A note held across the window's start (a suspension, a tie over the bar line) is
+    part of what is heard in those measures, so it is kept from the window's start.
+    """
+    clipped = []
+    for event in events:
+        if event.offset_s <= start_s or event.onset_s >= end_s:
+            continue
+        clipped.append(
+            NoteEvent(
+                onset_s=max(event.onset_s, start_s) - start_s,
+                offset_s=min(event.offset_s, end_s) - start_s,
+                key=event.key,
+                voice=event.voice,
+            )
+        )
+    return clipped
+
+
+def parse_score(path: str | Path, tempo_qpm: float) -> ParsedScore:
+    """Read a score with music21 into measure timings and note events.
+
+    Raises :class:`ScoreError` with the reason when the file does not parse or holds
+    no measures or notes.
+    """
+    import music21
+
+    try:
+        parsed = music21.converter.parse(str(path))
+    except Exception as error:  # music21 raises many unrelated types for bad files
+        raise ScoreError(f"music21 could not parse the file: {type(error).__name__}: {error}") from error
+    if isinstance(parsed, music21.stream.Opus):
+        raise ScoreError("the file holds several scores (an opus); split it into one file per piece")
+    parts = list(parsed.parts) if hasattr(parsed, "parts") and len(parsed.parts) else [parsed]
+    seconds_per_quarter = 60.0 / tempo_qpm
+
+    measures = list(parts[0].getElementsByClass(music21.stream.Measure))
+    if not measures:
+        # MIDI and some ABC files carry no measures until music21 makes them.
+        parts = [part.makeMeasures() for part in parts]
+        measures = list(parts[0].getElementsByClass(music21.stream.Measure))
+    if not measures:
+        raise ScoreError("the score has no measures")
+
+    starts_quarters = [float(measure.offset) for measure in measures]
+    end_quarters = max(float(part.highestTime) for part in parts)
+    measure_starts_s = np.array(starts_quarters + [end_quarters], dtype=np.float64) * seconds_per_quarter
+    measure_numbers = [int(measure.number) for measure in measures]
+
+    events = []
+    for voice, part in enumerate(parts):
+        for element in part.stripTies().flatten().notes:
+            duration = float(element.duration.quarterLength)
+            if duration <= 0:  # grace notes carry no time of their own
+                continue
+            onset = float(element.offset) * seconds_per_quarter
+            offset = onset + duration * seconds_per_quarter
+            for pitch in element.pitches:
+                events.append(NoteEvent(onset, offset, int(pitch.midi), voice))
+    if not events:
+        raise ScoreError("the score has no notes")
+    events.sort(key=lambda event: (event.onset_s, event.voice, event.key))
+
+    title = (parsed.metadata.bestTitle if parsed.metadata else None) or Path(path).stem
+    try:
+        key_name = str(parsed.analyze("key"))
+    except Exception:  # key analysis is descriptive only; a failure must not cost the piece
+        key_name = ""
+    return ParsedScore(
+        title=str(title),
+        key=key_name,
+        parts=len(parts),
+        measure_starts_s=measure_starts_s,
+        measure_numbers=measure_numbers,
+        events=events,
+    )
