@@ -9,7 +9,7 @@ sys.path.insert(0, workflow.basedir)
 from snakemake.exceptions import WorkflowError
 
 from workflow_scripts.corpus import CorpusError, discover_sources
-from workflow_scripts.embedders.registry import needs_gpu
+from workflow_scripts.embedders.registry import needs_gpu, needs_weights
 from workflow_scripts.settings import (
     complete_config,
     embedder_settings,
@@ -65,6 +65,10 @@ def manifest_path(variant, piece):
 
 def shard_path(embedder, variant, piece):
     return f"results/embeddings/{embedder}/{variant}/{piece}.parquet"
+
+
+def model_marker(embedder):
+    return f"results/models/{embedder}.json"
 
 
 def catalog_path(variant):

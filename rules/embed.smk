@@ -1,3 +1,23 @@
+rule fetch_model_mert:
+    """Download MERT's weights into the cache on the submit host, before any GPU job."""
+    output:
+        marker=model_marker("mert"),
+    params:
+        settings=embedder_settings(config, "mert"),
+    log:
+        log_path("fetch_model", "mert"),
+    benchmark:
+        benchmark_path("fetch_model", "mert")
+    localrule: True
+    resources:
+        mem_mb=1000,
+        runtime=30,
+    conda:
+        "../envs/embed.yaml"
+    script:
+        "../workflow_scripts/edges/fetch_model.py"
+
+
 # One rule per batch of pieces and embedder: one model load per job, per-piece shards.
 # Model embedders ask for a GPU (gpu=1), so `--resources gpu=1` runs them one at a time
 # and a cluster gives each job one GPU.
@@ -12,6 +32,7 @@ for embedder in EMBEDDERS:
                 input:
                     manifests=[manifest_path(variant, piece) for piece in batch],
                     audio=[audio_path(variant, piece) for piece in batch],
+                    model=[model_marker(embedder)] if needs_weights(embedder) else [],
                 output:
                     shards=[shard_path(embedder, variant, piece) for piece in batch],
                 params:

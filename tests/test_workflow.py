@@ -112,3 +112,29 @@ def test_two_runs_from_scratch_give_identical_results(finished_run, tmp_path):
             assert first[key] == second[key], (name, key)
     audio = "results/audio/piano/bwv2.6.flac"
     assert (finished_run / audio).read_bytes() == (again / audio).read_bytes()
+
+
+def test_mert_embedder_runs_in_the_workflow_from_a_local_model(tmp_path):
+    from mert_fixture import build_small_mert
+
+    build_small_mert(tmp_path / "mert-model")
+    folder = make_project(
+        tmp_path / "project",
+        {
+            "embedders": ["mert"],
+            "embedder_settings": {"mert": {"local_dir": str(tmp_path / "mert-model"), "device": "auto", "batch_size": 4}},
+            "probes": {"linear_lbfgs_std": {"optimizer": "lbfgs", "normalization": "standardize", "layer": "last"}},
+        },
+    )
+    plan = snakemake(folder, "--dry-run", "--resources", "gpu=1").stdout
+    embed_jobs = [block for block in plan.split("\n\n") if "rule embed_mert_piano_batch" in block]
+    assert embed_jobs and all("gpu=1" in block for block in embed_jobs)
+    snakemake(folder, "--cores", "2", "--resources", "gpu=1")
+
+    marker = json.loads((folder / "results/models/mert.json").read_text())
+    assert "pytorch_model.bin" in marker["files"]
+    provenance = read_provenance(folder / "results/embeddings/mert/piano/bwv2.6.parquet")
+    assert provenance["embedder"]["layers"] == 3 and provenance["embedder"]["model_id"] == "m-a-p/MERT-v1-95M"
+    metrics = json.loads((folder / "results/probes/mert/piano/by_snippet/linear_lbfgs_std/metrics.json").read_text())
+    assert metrics["provenance"]["embedder"]["name"] == "mert"
+    assert metrics["test_snippets"] > 0

@@ -20,7 +20,7 @@ from workflow_scripts.io_utils import read_provenance, write_parquet_atomic
 from workflow_scripts.provenance import provenance_record
 
 # Provenance fields that must agree across every shard of one dataset.
-CONSISTENT_FIELDS = ("name", "model_id", "revision", "layers", "dim", "sample_rate", "settings")
+CONSISTENT_FIELDS = ("name", "model_id", "revision", "model_files", "layers", "dim", "sample_rate", "settings")
 
 
 class DatasetError(ValueError):

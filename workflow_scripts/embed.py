@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 
 from workflow_scripts.embeddings_table import embeddings_to_table
 from workflow_scripts.embedders import Embedder, build_embedder
+from workflow_scripts.embedders.registry import RUNTIME_ONLY_SETTINGS
 from workflow_scripts.io_utils import read_provenance, sha256_file, write_parquet_atomic
 from workflow_scripts.job_log import job_logger
 from workflow_scripts.piece_cache import PieceCache
@@ -59,7 +60,7 @@ def embed_batch(
                 "manifest_sha256": sha256_file(manifest_path),
                 "audio_sha256": sha256_file(audio_path),
                 "embedder": embedder_name,
-                "settings": settings,
+                "settings": {key: value for key, value in settings.items() if key not in RUNTIME_ONLY_SETTINGS},
                 "code": source_digest(),
             }
         )
