@@ -18,6 +18,8 @@ include: "rules/render.smk"
 include: "rules/embed.smk"
 include: "rules/dataset.smk"
 include: "rules/classify.smk"
+include: "rules/evaluate.smk"
+include: "rules/report.smk"
 
 
 rule all:

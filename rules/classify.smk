@@ -3,9 +3,11 @@ rule classify:
     input:
         dataset=dataset_path("{embedder}", "{variant}"),
         assignment=split_path("{variant}", "{split}"),
+        groups=audit_file("groups.tsv"),
     output:
         metrics=probe_file("metrics.json"),
         per_class=probe_file("per_class.tsv"),
+        per_class_png=probe_file("per_class.png"),
         predictions=probe_file("predictions.parquet"),
         confusion=probe_file("confusion.tsv"),
         confusion_png=probe_file("confusion.png"),

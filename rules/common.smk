@@ -1,5 +1,6 @@
 # Piece list, batches, every output path, and wildcard constraints: built here only.
 
+import re
 import sys
 
 # The Snakefile's own imports; script jobs put the repository on their path in
@@ -17,9 +18,13 @@ from workflow_scripts.settings import (
     render_settings,
     soundfont_setting,
 )
+from workflow_scripts.split import CLOSED_SET_SPLITS as CLOSED_SET_SPLIT_NAMES
 from workflow_scripts.synth import SynthError, resolve_soundfont
 
-complete_config(config, load_schema())
+try:
+    complete_config(config, load_schema())
+except ValueError as error:
+    raise WorkflowError(f"config: {error}") from None
 
 try:
     SOURCES = discover_sources(config["corpus"])
@@ -30,7 +35,8 @@ SOURCE_OF = {source.piece_id: str(source.path) for source in SOURCES}
 VARIANTS = list(config["variants"])
 EMBEDDERS = list(config["embedders"])
 SPLITS = list(config["splits"]["names"])
-CLOSED_SET_SPLITS = [split for split in SPLITS if split == "by_snippet"]
+CLOSED_SET_SPLITS = [split for split in SPLITS if split in CLOSED_SET_SPLIT_NAMES]
+OPEN_SET_SPLITS = [split for split in SPLITS if split not in CLOSED_SET_SPLIT_NAMES]
 PROBES = list(config["probes"])
 CACHE = config["cache_dir"]
 
@@ -79,6 +85,10 @@ def snippets_path(variant):
     return f"results/corpus/{variant}/snippets.parquet"
 
 
+def audit_file(name):
+    return f"results/corpus/audit/{name}"
+
+
 def dataset_path(embedder, variant):
     return f"results/datasets/{embedder}/{variant}/embeddings.parquet"
 
@@ -97,6 +107,31 @@ def probe_file(name, embedder="{embedder}", variant="{variant}", split="{split}"
 
 def summary_path():
     return "results/summary.tsv"
+
+
+def retrieval_file(name, embedder="{embedder}", variant="{variant}", split="{split}"):
+    return f"results/retrieval/{embedder}/{variant}/{split}/{name}"
+
+
+def geometry_file(name, embedder="{embedder}", variant="{variant}"):
+    return f"results/geometry/{embedder}/{variant}/{name}"
+
+
+def report_path():
+    return "results/report/index.html"
+
+
+def retrieval_targets():
+    return [
+        retrieval_file("metrics.json", embedder, variant, split)
+        for embedder in EMBEDDERS
+        for variant in VARIANTS
+        for split in OPEN_SET_SPLITS
+    ]
+
+
+def geometry_targets():
+    return [geometry_file("summary.json", embedder, variant) for embedder in EMBEDDERS for variant in VARIANTS]
 
 
 def log_path(stage, name):
@@ -118,7 +153,7 @@ def probe_metrics_targets():
 
 
 def default_targets():
-    targets = [sources_table(), summary_path()]
+    targets = [sources_table(), summary_path(), report_path()]
     targets += [catalog_path(variant) for variant in VARIANTS]
     targets += [split_path(variant, split) for variant in VARIANTS for split in SPLITS]
     return targets
@@ -128,4 +163,4 @@ wildcard_constraints:
     variant="|".join(VARIANTS),
     embedder="|".join(EMBEDDERS),
     split="|".join(SPLITS),
-    probe="|".join(PROBES),
+    probe="|".join(re.escape(probe) for probe in PROBES),

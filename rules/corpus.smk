@@ -16,3 +16,27 @@ rule corpus_sources:
         "../envs/corpus.yaml"
     script:
         "../workflow_scripts/edges/corpus.py"
+
+
+rule audit:
+    """Groups of pieces that are the same music or share a tune (from the first variant's scores)."""
+    input:
+        manifests=[manifest_path(VARIANTS[0], piece) for piece in PIECES],
+    output:
+        groups=audit_file("groups.tsv"),
+        pairs=audit_file("pairs.tsv"),
+        summary=audit_file("summary.json"),
+    params:
+        settings=config["audit"],
+    log:
+        log_path("audit", "audit"),
+    benchmark:
+        benchmark_path("audit", "audit")
+    localrule: True
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../envs/corpus.yaml"
+    script:
+        "../workflow_scripts/edges/audit.py"

@@ -43,10 +43,11 @@ rule split:
     """Assign every snippet of a variant to train or test (the same for every embedder)."""
     input:
         snippets=snippets_path("{variant}"),
+        groups=audit_file("groups.tsv"),
     output:
         assignment=split_path("{variant}", "{split}"),
     params:
-        settings={key: config["splits"][key] for key in ("test_fraction", "seed")},
+        settings={key: config["splits"][key] for key in ("test_fraction", "validation_fraction", "seed")},
     log:
         log_path("split", "{variant}/{split}"),
     benchmark:

@@ -48,9 +48,10 @@ def test_training_is_deterministic():
 
 def test_select_layer():
     vectors = np.arange(2 * 3 * 2, dtype=float).reshape(2, 3, 2)
-    assert np.array_equal(select_layer(vectors, 0), vectors[:, 0])
-    assert np.array_equal(select_layer(vectors, "last"), vectors[:, 2])
-    assert np.array_equal(select_layer(vectors, "mean"), vectors.mean(axis=1))
+    assert np.array_equal(select_layer(vectors, 0)[:, 0], vectors[:, 0])
+    assert np.array_equal(select_layer(vectors, "last")[:, 0], vectors[:, 2])
+    assert np.array_equal(select_layer(vectors, "mean")[:, 0], vectors.mean(axis=1))
+    assert select_layer(vectors, "weighted").shape == (2, 3, 2)
     with pytest.raises(ValueError, match="3 layers"):
         select_layer(vectors, 5)
 
@@ -64,7 +65,7 @@ def test_standardisation_uses_train_statistics_only():
 
 
 def test_held_out_pieces_cannot_be_classified():
-    features = np.zeros((4, 2))
+    features = np.zeros((4, 1, 2))
     assignment = pd.DataFrame({"snippet_id": list("abcd"), "piece_id": ["x", "x", "y", "y"], "role": ["train", "train", "test", "test"]})
     with pytest.raises(ValueError, match="retrieval"):
         assemble(list("abcd"), ["x", "x", "y", "y"], features, assignment)
@@ -77,6 +78,53 @@ def test_dropped_snippets_are_neither_trained_nor_tested():
     assert metrics["dropped_overlap_snippets"] == 6 and metrics["train_snippets"] == 42
 
 
+def with_validation(assignment):
+    assignment = assignment.copy()
+    assignment.loc[assignment.snippet_id.str.endswith(("003", "007")), "role"] = "validation"
+    return assignment
+
+
+def test_mlp_with_early_stopping_selects_on_validation_not_test():
+    table, embedder, assignment = clustered_dataset(seed=4)
+    probe = ProbeSettings(head="mlp", hidden_units=32, dropout=0.1, epochs=80, batch_size=16, learning_rate=0.01,
+                          early_stopping=True, patience=10)
+    result = run_probe(table, embedder, with_validation(assignment), probe)
+    metrics = result["metrics"]
+    assert metrics["top1"] >= 0.9 and metrics["validation_snippets"] == 12 and metrics["train_snippets"] == 36
+    assert "test_top1" not in result["curve"] and "validation_top1" in result["curve"]
+    assert 1 <= metrics["selected_step"] <= len(result["curve"])
+
+
+def test_the_fixed_recipe_trains_on_train_and_validation():
+    table, embedder, assignment = clustered_dataset()
+    result = run_probe(table, embedder, with_validation(assignment), ProbeSettings(optimizer="lbfgs"))
+    assert result["metrics"]["validation_snippets"] == 12 and "test_top1" in result["curve"]
+
+
+def test_learned_layer_weights_favour_the_informative_layer():
+    rng = np.random.default_rng(5)
+    table, embedder, assignment = clustered_dataset(layers=2, seed=5)
+    from workflow_scripts.embeddings_table import embeddings_to_table, table_to_embeddings
+
+    vectors = table_to_embeddings(table, 2, 16).copy()
+    vectors[:, 0, :] = rng.normal(size=vectors[:, 0, :].shape)  # layer 0 carries no information
+    noisy = embeddings_to_table(table.column("snippet_id").to_pylist(), table.column("piece_id").to_pylist(),
+                                table.column("snippet_index").to_pylist(), vectors)
+    probe = ProbeSettings(layer="weighted", epochs=150, batch_size=16, learning_rate=0.02)
+    metrics = run_probe(noisy, embedder, assignment, probe)["metrics"]
+    assert metrics["layer_weights"][1] > metrics["layer_weights"][0]
+    assert metrics["top1"] >= 0.8
+
+
+def test_group_level_accuracy_counts_confusions_inside_a_group():
+    from workflow_scripts.metrics import group_accuracy
+
+    groups = {"a": "g1", "b": "g1", "c": ""}
+    assert group_accuracy(np.array(["a", "a", "c"]), np.array(["b", "a", "a"]), groups) == pytest.approx(2 / 3)
+
+
 def test_probe_settings_reject_unknown_choices():
     with pytest.raises(ValueError, match="normalization"):
         ProbeSettings.from_config({"normalization": "zscore"})
+    with pytest.raises(ValueError, match="lbfgs"):
+        ProbeSettings.from_config({"optimizer": "lbfgs", "head": "mlp"})

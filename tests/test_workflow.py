@@ -48,9 +48,9 @@ def test_outputs_have_their_schema_and_provenance(finished_run):
     dataset = pq.read_table(results / "datasets/spectral/piano/embeddings.parquet")
     assert dataset.num_rows == catalog.snippets.sum()
     folder = results / "probes/spectral/piano/by_snippet/linear_lbfgs_std"
-    for name in ("per_class.tsv", "predictions.parquet", "confusion.tsv", "confusion.png", "curve.tsv", "curve.png"):
+    for name in ("per_class.tsv", "per_class.png", "predictions.parquet", "confusion.tsv", "confusion.png", "curve.tsv", "curve.png"):
         assert (folder / name).stat().st_size > 0
-    for rule in ("render", "embed", "catalog", "dataset", "split", "classify", "summary"):
+    for rule in ("render", "embed", "catalog", "audit", "dataset", "split", "classify", "retrieval", "geometry", "summary", "report"):
         assert list((results / "benchmarks" / rule).rglob("*.tsv")), rule
         assert list((results / "logs" / rule).rglob("*.log")), rule
 
@@ -66,6 +66,21 @@ def test_probe_beats_chance(finished_run):
                 "train_snippets", "test_snippets", "attractors", "provenance"):
         assert key in metrics
     assert metrics["provenance"]["embedder"]["name"] == "spectral"
+
+
+def test_evaluation_outputs(finished_run):
+    results = finished_run / "results"
+    retrieval = json.loads((results / "retrieval/spectral/piano/by_piece/metrics.json").read_text())
+    assert {row["representation"] for row in retrieval["results"]} >= {"raw", "standardized"}
+    assert all(0 <= row["map"] <= 1 and row["mr1"] >= 1 for row in retrieval["results"])
+    geometry = json.loads((results / "geometry/spectral/piano/summary.json").read_text())
+    assert 0 <= geometry["auc_cosine"] <= 1
+    split = read_provenance(results / "splits/piano/by_piece.parquet")
+    assert split["summary"]["snippets"]["test"] > 0
+    report = (results / "report/index.html").read_text()
+    for section in ("Comparison of probes", "Retrieval on held-out pieces", "Embedding geometry", "Corpus audit", "34.4%"):
+        assert section in report
+    assert "data:image/png;base64," in report
 
 
 def test_second_run_has_nothing_to_do(finished_run):

@@ -33,7 +33,7 @@ def build_catalog(manifest_paths: list[str | Path]) -> tuple[pd.DataFrame, pa.Ta
                 "reason": provenance["reason"],
                 "source": provenance["source"],
                 "source_sha256": provenance["source_sha256"],
-                **provenance["piece"],
+                **{key: value for key, value in provenance["piece"].items() if key != "voice_pitches"},
             }
         )
         tables.append(pq.read_table(path).cast(MANIFEST_SCHEMA))

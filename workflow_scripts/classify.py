@@ -1,18 +1,25 @@
-"""Classify stage: a probe on frozen embeddings, trained on train snippets, scored on test.
+"""Classify stage: a probe on frozen embeddings, trained on training snippets, scored on test.
 
 Probes:
-- ``linear`` head ``nn.Linear(d, C)``, trained with the report's recipe (Adam, lr 1e-3,
-  batch 256, 1000 epochs, no weight decay) or with full-batch L-BFGS;
+- heads: ``linear`` (``nn.Linear(d, C)``) or ``mlp`` (d -> ``hidden_units`` -> C, ReLU,
+  dropout), as the report proposes;
+- optimisers: the report's recipe (Adam, lr 1e-3, batch 256, 1000 epochs, no weight
+  decay) or full-batch L-BFGS;
 - class weights as in the report, v_c = (1/n_c) / sum_j (1/n_j) * C (``class_weighting``);
-- normalisation ``none``, ``standardize`` (train mean and std) or ``l2``;
-- ``layer`` for layered embedders: an index, ``last`` or ``mean`` (of all layers).
+- normalisation ``none``, ``standardize`` (training statistics) or ``l2``;
+- ``layer`` for layered embedders: an index, ``last``, ``mean`` (of all layers) or
+  ``weighted`` (a learned softmax-weighted sum of layers, trained with the head).
 
-Test data is used only for the final scores and the logged curve (as in the report);
-nothing is selected on it.
+Model selection: with ``early_stopping`` the head trains on the ``train`` snippets only and
+keeps the epoch with the best validation top-1 (stopping after ``patience`` epochs without
+improvement); the test set is then scored once. Without it (the report's fixed recipe)
+the head trains on train and validation together for the fixed number of epochs, and
+the per-epoch test curve is logged as in the report; nothing is selected on it.
 """
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -20,10 +27,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from workflow_scripts.metrics import inverse_frequency_weights, summarise_predictions, top_k_correct
+from workflow_scripts.metrics import group_accuracy, inverse_frequency_weights, summarise_predictions, top_k_correct
 
 NORMALIZATIONS = ("none", "standardize", "l2")
 OPTIMIZERS = ("adam", "lbfgs")
+HEADS = ("linear", "mlp")
 
 
 @dataclass(frozen=True)
@@ -38,6 +46,10 @@ class ProbeSettings:
     learning_rate: float = 1e-3
     weight_decay: float = 0.0
     lbfgs_max_iter: int = 500
+    hidden_units: int = 512
+    dropout: float = 0.5
+    early_stopping: bool = False
+    patience: int = 100
     seed: int = 0
     bootstrap_resamples: int = 1000
 
@@ -45,31 +57,34 @@ class ProbeSettings:
     def from_config(cls, settings: dict[str, Any]) -> ProbeSettings:
         known = {key: value for key, value in settings.items() if key in cls.__dataclass_fields__}
         probe = cls(**known)
-        if probe.normalization not in NORMALIZATIONS:
-            raise ValueError(f"probe normalization '{probe.normalization}' is not one of {NORMALIZATIONS}")
-        if probe.optimizer not in OPTIMIZERS:
-            raise ValueError(f"probe optimizer '{probe.optimizer}' is not one of {OPTIMIZERS}")
+        for field, allowed in (("normalization", NORMALIZATIONS), ("optimizer", OPTIMIZERS), ("head", HEADS)):
+            if getattr(probe, field) not in allowed:
+                raise ValueError(f"probe {field} '{getattr(probe, field)}' is not one of {allowed}")
+        if probe.optimizer == "lbfgs" and (probe.head != "linear" or probe.early_stopping or probe.layer == "weighted"):
+            raise ValueError("lbfgs trains a linear head on fixed features only: use adam for mlp, weighted layers or early stopping")
         return probe
 
 
 def select_layer(vectors: np.ndarray, layer: str | int) -> np.ndarray:
-    """(n, layers, dim) -> (n, dim)."""
+    """(n, layers, dim) -> (n, 1, dim), or all layers for ``weighted``."""
+    if layer == "weighted":
+        return vectors
     if layer == "mean":
-        return vectors.mean(axis=1)
+        return vectors.mean(axis=1, keepdims=True)
     if layer == "last":
-        return vectors[:, -1, :]
+        return vectors[:, -1:, :]
     index = int(layer)
     if not -vectors.shape[1] <= index < vectors.shape[1]:
         raise ValueError(f"probe layer {index} does not exist: the embedder has {vectors.shape[1]} layers (0..{vectors.shape[1] - 1})")
-    return vectors[:, index, :]
+    return vectors[:, index : index + 1, :]
 
 
 def fit_normalization(train: np.ndarray, kind: str):
-    """A function applying the normalisation, with statistics from ``train`` only."""
+    """A function applying the normalisation along the last axis, with statistics from ``train`` only."""
     if kind == "none":
         return lambda features: features
     if kind == "l2":
-        return lambda features: features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+        return lambda features: features / np.maximum(np.linalg.norm(features, axis=-1, keepdims=True), 1e-12)
     mean = train.mean(axis=0)
     std = train.std(axis=0)
     std = np.where(std > 1e-12, std, 1.0)
@@ -78,40 +93,37 @@ def fit_normalization(train: np.ndarray, kind: str):
 
 @dataclass
 class ProbeData:
-    train_features: np.ndarray
-    train_labels: np.ndarray
-    test_features: np.ndarray
-    test_labels: np.ndarray
+    features: dict[str, np.ndarray]  # role -> (n, layers, dim)
+    labels: dict[str, np.ndarray]
     test_snippet_ids: list[str]
     class_names: list[str]
     counts: dict[str, int]
 
 
 def assemble(snippet_ids: list[str], piece_ids: list[str], features: np.ndarray, assignment: pd.DataFrame) -> ProbeData:
-    """Join features with the split; classes are the pieces that have training snippets."""
+    """Join features with the split; classes are the pieces with training or validation snippets."""
     frame = pd.DataFrame({"snippet_id": snippet_ids, "piece_id": piece_ids, "row": np.arange(len(snippet_ids))})
     joined = frame.merge(assignment[["snippet_id", "role"]], on="snippet_id", how="inner", validate="one_to_one")
-    train = joined[joined.role == "train"]
-    test = joined[joined.role == "test"]
-    class_names = sorted(train.piece_id.unique())
+    seen = joined[joined.role.isin(("train", "validation"))]
+    class_names = sorted(seen.piece_id.unique())
     index = {name: i for i, name in enumerate(class_names)}
+    test = joined[joined.role == "test"]
     unseen = ~test.piece_id.isin(index)
     if unseen.all() and len(test):
         raise ValueError(
             "no test snippet belongs to a piece seen in training: this split holds out whole pieces, "
             "which a closed-set classifier cannot name. Evaluate it with retrieval instead."
         )
-    test = test[~unseen]
+    parts = {"train": joined[joined.role == "train"], "validation": joined[joined.role == "validation"], "test": test[~unseen]}
     return ProbeData(
-        train_features=features[train.row.values],
-        train_labels=train.piece_id.map(index).values.astype(np.int64),
-        test_features=features[test.row.values],
-        test_labels=test.piece_id.map(index).values.astype(np.int64),
-        test_snippet_ids=test.snippet_id.tolist(),
+        features={role: features[part.row.values] for role, part in parts.items()},
+        labels={role: part.piece_id.map(index).values.astype(np.int64) for role, part in parts.items()},
+        test_snippet_ids=parts["test"].snippet_id.tolist(),
         class_names=class_names,
         counts={
-            "train_snippets": int(len(train)),
-            "test_snippets": int(len(test)),
+            "train_snippets": int(len(parts["train"])),
+            "validation_snippets": int(len(parts["validation"])),
+            "test_snippets": int(len(parts["test"])),
             "test_snippets_of_unseen_pieces": int(unseen.sum()),
             "dropped_overlap_snippets": int((joined.role == "dropped_overlap").sum()),
             "classes": len(class_names),
@@ -119,109 +131,175 @@ def assemble(snippet_ids: list[str], piece_ids: list[str], features: np.ndarray,
     )
 
 
-def _accuracy_pair(model, features, labels) -> tuple[float, float]:
+def build_model(layers: int, dim: int, num_classes: int, probe: ProbeSettings):
+    import torch
+    from torch import nn
+
+    class LayerMix(nn.Module):
+        """Softmax-weighted sum over layers (one weight per layer, learned with the head)."""
+
+        def __init__(self, count: int):
+            super().__init__()
+            self.logits = nn.Parameter(torch.zeros(count))
+
+        def forward(self, features):
+            return torch.einsum("l,bld->bd", torch.softmax(self.logits, dim=0), features)
+
+    mix = LayerMix(layers) if layers > 1 else nn.Flatten(start_dim=1)
+    if probe.head == "linear":
+        head = nn.Linear(dim, num_classes)
+    else:
+        head = nn.Sequential(nn.Linear(dim, probe.hidden_units), nn.ReLU(), nn.Dropout(probe.dropout), nn.Linear(probe.hidden_units, num_classes))
+    return nn.Sequential(mix, head)
+
+
+def _scores(model, features):
     import torch
 
-    if len(labels) == 0:
-        return float("nan"), float("nan")
+    model.eval()
     with torch.no_grad():
         scores = model(features).numpy()
+    model.train()
+    return scores
+
+
+def _accuracy_pair(model, features, labels) -> tuple[float, float]:
+    if len(labels) == 0:
+        return float("nan"), float("nan")
+    scores = _scores(model, features)
     labels = labels.numpy()
     return float(top_k_correct(labels, scores, 1).mean()), float(top_k_correct(labels, scores, 5).mean())
 
 
-def train_linear(data: ProbeData, probe: ProbeSettings, logger=None):
-    """Train the head; returns (test scores, curve rows, train seconds)."""
+def train_probe(data: ProbeData, probe: ProbeSettings, logger=None):
+    """Train the head; returns (test scores, curve rows, train seconds, chosen step)."""
     import torch
 
     torch.manual_seed(probe.seed)
-    x_train = torch.as_tensor(data.train_features, dtype=torch.float32)
-    y_train = torch.as_tensor(data.train_labels)
-    x_test = torch.as_tensor(data.test_features, dtype=torch.float32)
-    y_test = torch.as_tensor(data.test_labels)
+    tensors = {role: torch.as_tensor(values, dtype=torch.float32) for role, values in data.features.items()}
+    labels = {role: torch.as_tensor(values) for role, values in data.labels.items()}
+    if not probe.early_stopping:  # the fixed recipe trains on everything that is not test
+        tensors["train"] = torch.cat([tensors["train"], tensors["validation"]])
+        labels["train"] = torch.cat([labels["train"], labels["validation"]])
+    if len(labels["train"]) == 0:
+        raise ValueError("no training snippets: check the split's roles")
     num_classes = len(data.class_names)
-    model = torch.nn.Linear(x_train.shape[1], num_classes)
+    _, layers, dim = tensors["train"].shape
+    model = build_model(layers, dim, num_classes, probe)
     weights = (
-        torch.as_tensor(inverse_frequency_weights(data.train_labels, num_classes), dtype=torch.float32)
+        torch.as_tensor(inverse_frequency_weights(labels["train"].numpy(), num_classes), dtype=torch.float32)
         if probe.class_weighting
         else None
     )
     loss_function = torch.nn.CrossEntropyLoss(weight=weights)
+    monitored = "validation" if probe.early_stopping else "test"
     curve: list[dict[str, float]] = []
 
     def record(step: int, loss: float) -> None:
-        train_top1, train_top5 = _accuracy_pair(model, x_train, y_train)
-        test_top1, test_top5 = _accuracy_pair(model, x_test, y_test)
+        train_top1, train_top5 = _accuracy_pair(model, tensors["train"], labels["train"])
+        top1, top5 = _accuracy_pair(model, tensors[monitored], labels[monitored])
         curve.append({"step": step, "loss": loss, "train_top1": train_top1, "train_top5": train_top5,
-                      "test_top1": test_top1, "test_top5": test_top5})
+                      f"{monitored}_top1": top1, f"{monitored}_top5": top5})
 
     started = time.perf_counter()
+    chosen_step = None
     if probe.optimizer == "adam":
-        optimizer = torch.optim.Adam(model.parameters(), lr=probe.learning_rate, weight_decay=probe.weight_decay)
-        generator = torch.Generator().manual_seed(probe.seed)
-        for epoch in range(1, probe.epochs + 1):
-            order = torch.randperm(len(y_train), generator=generator)
-            total = 0.0
-            for batch in order.split(probe.batch_size):
-                optimizer.zero_grad()
-                loss = loss_function(model(x_train[batch]), y_train[batch])
-                loss.backward()
-                optimizer.step()
-                total += loss.detach().item() * len(batch)
-            record(epoch, total / max(len(y_train), 1))
-            if logger and (epoch % 100 == 0 or epoch == probe.epochs):
-                logger.info("epoch %d/%d: %s", epoch, probe.epochs, curve[-1])
+        chosen_step = _train_adam(model, tensors["train"], labels["train"], loss_function, probe, record, curve, monitored, logger)
     else:
-        optimizer = torch.optim.LBFGS(
-            model.parameters(), lr=1.0, max_iter=probe.lbfgs_max_iter, history_size=20,
-            line_search_fn="strong_wolfe", tolerance_grad=1e-6, tolerance_change=1e-9,
-        )
-        iteration = 0
-
-        def closure():
-            nonlocal iteration
-            optimizer.zero_grad()
-            loss = loss_function(model(x_train), y_train)
-            # L2 on the weights only, as in a regularised logistic regression.
-            loss = loss + 0.5 * probe.weight_decay * model.weight.pow(2).sum()
-            loss.backward()
-            iteration += 1
-            return loss
-
-        optimizer.step(closure)
-        with torch.no_grad():
-            final = float(loss_function(model(x_train), y_train))
-        record(iteration, final)
-        if logger:
-            logger.info("L-BFGS stopped after %d evaluations: %s", iteration, curve[-1])
+        chosen_step = _train_lbfgs(model, tensors["train"], labels["train"], loss_function, probe, record, logger)
     seconds = time.perf_counter() - started
+    return _scores(model, tensors["test"]), curve, seconds, chosen_step, model
+
+
+def _train_adam(model, x_train, y_train, loss_function, probe, record, curve, monitored, logger) -> int:
+    import torch
+
+    optimizer = torch.optim.Adam(model.parameters(), lr=probe.learning_rate, weight_decay=probe.weight_decay)
+    generator = torch.Generator().manual_seed(probe.seed)
+    best = (-1.0, 0)
+    best_state = None
+    for epoch in range(1, probe.epochs + 1):
+        order = torch.randperm(len(y_train), generator=generator)
+        total = 0.0
+        for batch in order.split(probe.batch_size):
+            optimizer.zero_grad()
+            loss = loss_function(model(x_train[batch]), y_train[batch])
+            loss.backward()
+            optimizer.step()
+            total += loss.detach().item() * len(batch)
+        record(epoch, total / len(y_train))
+        if logger and (epoch % 100 == 0 or epoch == probe.epochs):
+            logger.info("epoch %d/%d: %s", epoch, probe.epochs, curve[-1])
+        if probe.early_stopping:
+            score = curve[-1][f"{monitored}_top1"]
+            if score > best[0]:
+                best, best_state = (score, epoch), copy.deepcopy(model.state_dict())
+            elif epoch - best[1] >= probe.patience:
+                if logger:
+                    logger.info("early stop at epoch %d; best validation top-1 %.4f at epoch %d", epoch, *best)
+                break
+    if probe.early_stopping and best_state is not None:
+        model.load_state_dict(best_state)
+        return best[1]
+    return probe.epochs
+
+
+def _train_lbfgs(model, x_train, y_train, loss_function, probe, record, logger) -> int:
+    import torch
+
+    optimizer = torch.optim.LBFGS(
+        model.parameters(), lr=1.0, max_iter=probe.lbfgs_max_iter, history_size=20,
+        line_search_fn="strong_wolfe", tolerance_grad=1e-6, tolerance_change=1e-9,
+    )
+    head = model[1]
+    evaluations = 0
+
+    def closure():
+        nonlocal evaluations
+        optimizer.zero_grad()
+        # L2 on the weights only, as in a regularised logistic regression.
+        loss = loss_function(model(x_train), y_train) + 0.5 * probe.weight_decay * head.weight.pow(2).sum()
+        loss.backward()
+        evaluations += 1
+        return loss
+
+    optimizer.step(closure)
     with torch.no_grad():
-        scores = model(x_test).numpy()
-    return scores, curve, seconds
+        final = float(loss_function(model(x_train), y_train))
+    record(evaluations, final)
+    if logger:
+        logger.info("L-BFGS stopped after %d evaluations", evaluations)
+    return evaluations
 
 
-def run_probe(dataset_table, embedder: dict[str, Any], assignment: pd.DataFrame, probe: ProbeSettings, logger=None) -> dict[str, Any]:
+def run_probe(dataset_table, embedder: dict[str, Any], assignment: pd.DataFrame, probe: ProbeSettings,
+              groups: pd.DataFrame | None = None, logger=None) -> dict[str, Any]:
     from workflow_scripts.embeddings_table import table_to_embeddings
 
-    vectors = table_to_embeddings(dataset_table, embedder["layers"], embedder["dim"])
-    features = select_layer(vectors, probe.layer)
+    vectors = select_layer(table_to_embeddings(dataset_table, embedder["layers"], embedder["dim"]), probe.layer)
     data = assemble(
-        dataset_table.column("snippet_id").to_pylist(), dataset_table.column("piece_id").to_pylist(), features, assignment
+        dataset_table.column("snippet_id").to_pylist(), dataset_table.column("piece_id").to_pylist(), vectors, assignment
     )
-    normalize = fit_normalization(data.train_features, probe.normalization)
-    data.train_features = normalize(data.train_features)
-    data.test_features = normalize(data.test_features)
-    scores, curve, seconds = train_linear(data, probe, logger)
-    metrics, per_class = summarise_predictions(
-        data.test_labels, scores, data.class_names, probe.bootstrap_resamples, probe.seed
-    )
+    normalize = fit_normalization(data.features["train"], probe.normalization)
+    data.features = {role: normalize(values) for role, values in data.features.items()}
+    scores, curve, seconds, chosen_step, model = train_probe(data, probe, logger)
+    metrics, per_class = summarise_predictions(data.labels["test"], scores, data.class_names, probe.bootstrap_resamples, probe.seed)
+    if groups is not None:
+        predicted = np.array(data.class_names)[scores.argmax(axis=1)]
+        true = np.array(data.class_names)[data.labels["test"]]
+        for column in ("music_group", "tune_group"):
+            metrics[f"top1_{column}"] = group_accuracy(true, predicted, groups.set_index("piece_id")[column].to_dict())
     metrics.update(data.counts)
     metrics["train_top1"] = curve[-1]["train_top1"]
     metrics["train_seconds"] = round(seconds, 3)
+    metrics["selected_step"] = chosen_step
+    if probe.layer == "weighted":
+        import torch
+
+        metrics["layer_weights"] = torch.softmax(model[0].logits.detach(), dim=0).tolist()
     metrics["probe"] = asdict(probe)
-    predictions = _predictions_frame(data, scores)
-    return {"metrics": metrics, "per_class": per_class, "predictions": predictions, "curve": pd.DataFrame(curve),
-            "class_names": data.class_names, "labels": data.test_labels, "scores": scores}
+    return {"metrics": metrics, "per_class": per_class, "predictions": _predictions_frame(data, scores),
+            "curve": pd.DataFrame(curve), "class_names": data.class_names, "labels": data.labels["test"], "scores": scores}
 
 
 def _predictions_frame(data: ProbeData, scores: np.ndarray) -> pd.DataFrame:
@@ -230,10 +308,10 @@ def _predictions_frame(data: ProbeData, scores: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "snippet_id": data.test_snippet_ids,
-            "true_piece": names[data.test_labels],
+            "true_piece": names[data.labels["test"]],
             "predicted_piece": names[scores.argmax(axis=1)],
             "top5": [list(names[row]) for row in top5],
-            "correct": scores.argmax(axis=1) == data.test_labels,
+            "correct": scores.argmax(axis=1) == data.labels["test"],
         }
     )
 
@@ -246,7 +324,7 @@ def main(snakemake) -> None:  # pragma: no cover - the Snakemake edge
     from workflow_scripts.io_utils import read_provenance, write_json_atomic, write_parquet_atomic, write_tsv_atomic
     from workflow_scripts.job_log import job_logger
     from workflow_scripts.metrics import confusion
-    from workflow_scripts.plots import plot_confusion, plot_curve
+    from workflow_scripts.plots import plot_confusion, plot_curve, plot_per_class
     from workflow_scripts.provenance import provenance_record
 
     torch.set_num_threads(snakemake.threads)
@@ -258,7 +336,8 @@ def main(snakemake) -> None:  # pragma: no cover - the Snakemake edge
         dataset_provenance["embedder"],
         pq.read_table(snakemake.input.assignment).to_pandas(),
         probe,
-        logger,
+        groups=pd.read_csv(snakemake.input.groups, sep="\t", keep_default_na=False),
+        logger=logger,
     )
     provenance = provenance_record(
         "classify",
@@ -280,4 +359,4 @@ def main(snakemake) -> None:  # pragma: no cover - the Snakemake edge
     title = " / ".join(f"{k}={v}" for k, v in dict(snakemake.wildcards).items())
     plot_confusion(matrix, result["class_names"], snakemake.output.confusion_png, title)
     plot_curve(result["curve"], snakemake.output.curve_png, title)
-
+    plot_per_class(result["per_class"], snakemake.output.per_class_png, title)

@@ -33,9 +33,17 @@ def atomic_path(destination: str | os.PathLike) -> Iterator[Path]:
     temporary_path = Path(temporary)
     try:
         yield temporary_path
+        # mkstemp creates owner-only files; results are meant to be read by others too.
+        os.chmod(temporary_path, 0o666 & ~_current_umask())
         os.replace(temporary_path, destination)
     finally:
         temporary_path.unlink(missing_ok=True)
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_text_atomic(destination: str | os.PathLike, text: str) -> None:

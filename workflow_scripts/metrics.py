@@ -95,3 +95,14 @@ def summarise_predictions(
         "attractors": attractors(labels, predictions, class_names),
     }
     return summary, table
+
+
+def group_accuracy(true_pieces: np.ndarray, predicted_pieces: np.ndarray, group_of: dict[str, str]) -> float:
+    """Top-1 where predicting another piece of the true piece's audit group also counts."""
+    if len(true_pieces) == 0:
+        return float("nan")
+
+    def unit(piece: str) -> str:
+        return group_of.get(piece) or piece
+
+    return float(np.mean([unit(true) == unit(predicted) for true, predicted in zip(true_pieces, predicted_pieces)]))

@@ -45,11 +45,74 @@ def plot_curve(curve: pd.DataFrame, destination, title: str) -> None:
     loss_axis.plot(curve.step, curve.loss, marker=marker)
     loss_axis.set_xlabel("epoch / iteration")
     loss_axis.set_ylabel("training loss")
-    for column, style in (("train_top1", "-"), ("test_top1", "-"), ("train_top5", ":"), ("test_top5", ":")):
+    for column, style in (("train_top1", "-"), ("test_top1", "-"), ("validation_top1", "-"),
+                          ("train_top5", ":"), ("test_top5", ":"), ("validation_top5", ":")):
+        if column not in curve:
+            continue
         accuracy_axis.plot(curve.step, curve[column], style, marker=marker, label=column.replace("_", " "))
     accuracy_axis.set_ylim(0, 1.02)
     accuracy_axis.set_xlabel("epoch / iteration")
     accuracy_axis.set_ylabel("accuracy")
     accuracy_axis.legend(fontsize=8)
     figure.suptitle(title, fontsize=9)
+    _save(figure, destination)
+
+
+def plot_per_class(per_class: pd.DataFrame, destination, title: str) -> None:
+    figure, axis = plt.subplots(figsize=(6, 3.8))
+    axis.hist(per_class.accuracy, bins=np.linspace(0, 1, 11), color="#4c72b0", edgecolor="white")
+    axis.set_xlabel("test accuracy of the piece")
+    axis.set_ylabel("pieces")
+    axis.set_title(f"per-piece accuracy ({len(per_class)} pieces tested)\n{title}", fontsize=9)
+    _save(figure, destination)
+
+
+def plot_most_confused(matrix: np.ndarray, class_names: list[str], destination, title: str, count: int = 25) -> None:
+    """The confusion matrix restricted to the pieces involved in the most confusions."""
+    off_diagonal = matrix - np.diag(np.diag(matrix))
+    involvement = off_diagonal.sum(axis=0) + off_diagonal.sum(axis=1)
+    chosen = np.sort(np.argsort(-involvement, kind="stable")[:count])
+    plot_confusion(matrix[np.ix_(chosen, chosen)], [class_names[i] for i in chosen], destination,
+                   f"{title} (the {len(chosen)} most-confused pieces)")
+
+
+def plot_distance_histograms(samples: dict[str, tuple[np.ndarray, np.ndarray]], destination, title: str) -> None:
+    figure, axes = plt.subplots(1, len(samples), figsize=(5 * len(samples), 3.6))
+    for axis, (metric, (same, different)) in zip(np.atleast_1d(axes), samples.items()):
+        bins = np.linspace(min(same.min(), different.min()), max(same.max(), different.max()), 60)
+        axis.hist(different, bins=bins, density=True, alpha=0.55, label=f"different piece ({len(different)} pairs)")
+        axis.hist(same, bins=bins, density=True, alpha=0.55, label=f"same piece ({len(same)} pairs)")
+        axis.set_xlabel(f"{metric} distance")
+        axis.set_ylabel("density")
+        axis.legend(fontsize=8)
+    figure.suptitle(f"snippet distances: {title}", fontsize=9)
+    _save(figure, destination)
+
+
+def plot_layer_curve(per_layer: pd.DataFrame, destination, title: str) -> None:
+    layers = per_layer[per_layer.layer != "mean"]
+    figure, axis = plt.subplots(figsize=(6, 3.6))
+    x = layers.layer.astype(int)
+    marker = "o"
+    for column, label in (("auc_cosine", "AUC same piece (cosine)"), ("auc_euclidean", "AUC same piece (Euclidean)"),
+                          ("nn_accuracy_cosine", "1-NN piece accuracy (cosine)")):
+        axis.plot(x, layers[column], marker=marker, label=label)
+    if (per_layer.layer == "mean").any():
+        axis.axhline(per_layer.set_index("layer").loc["mean", "auc_cosine"], color="grey", linestyle=":", label="AUC, mean of layers")
+    axis.set_xlabel("layer (0 = feature projection)")
+    axis.set_ylim(0, 1.02)
+    axis.legend(fontsize=8)
+    axis.set_title(f"geometry per layer: {title}", fontsize=9)
+    _save(figure, destination)
+
+
+def plot_tsne(points: pd.DataFrame, destination, title: str) -> None:
+    figure, axis = plt.subplots(figsize=(6.5, 5.5))
+    colours = plt.get_cmap("tab20")
+    for index, (piece, group) in enumerate(points.groupby("piece_id", sort=True)):
+        axis.scatter(group.x, group.y, s=22, color=colours(index % 20), label=piece)
+    axis.set_xticks([])
+    axis.set_yticks([])
+    axis.legend(fontsize=7, ncol=2, loc="best")
+    axis.set_title(f"t-SNE of snippets of {points.piece_id.nunique()} pieces: {title}", fontsize=9)
     _save(figure, destination)

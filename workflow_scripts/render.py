@@ -119,6 +119,8 @@ def render_piece(source: Path, piece_id: str, settings: RenderSettings, renderer
         "duration_s": round(score.duration_s, 6),
         "snippets": len(rows),
         "peak": float(np.max(np.abs(audio))) if audio.size else 0.0,
+        # For the corpus audit: which pieces are the same music or the same tune.
+        "voice_pitches": score.voice_pitches,
     }
     return audio, pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA), facts
 

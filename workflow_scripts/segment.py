@@ -44,6 +44,7 @@ class ParsedScore:
     measure_starts_s: np.ndarray  # start of each measure; one extra entry: the piece's end
     measure_numbers: list[int]
     events: list[NoteEvent]
+    voice_pitches: list[list[int]]  # per part, the highest pitch of each note or chord in time order
 
     @property
     def measures(self) -> int:
@@ -133,8 +134,9 @@ def parse_score(path: str | Path, tempo_qpm: float) -> ParsedScore:
     measure_starts_s = np.array(starts_quarters + [end_quarters], dtype=np.float64) * seconds_per_quarter
     measure_numbers = [int(measure.number) for measure in measures]
 
-    events = []
+    events, voice_pitches = [], []
     for voice, part in enumerate(parts):
+        pitches = []
         for element in part.stripTies().flatten().notes:
             duration = float(element.duration.quarterLength)
             if duration <= 0:  # grace notes carry no time of their own
@@ -143,6 +145,8 @@ def parse_score(path: str | Path, tempo_qpm: float) -> ParsedScore:
             offset = onset + duration * seconds_per_quarter
             for pitch in element.pitches:
                 events.append(NoteEvent(onset, offset, int(pitch.midi), voice))
+            pitches.append(max(int(pitch.midi) for pitch in element.pitches))
+        voice_pitches.append(pitches)
     if not events:
         raise ScoreError("the score has no notes")
     events.sort(key=lambda event: (event.onset_s, event.voice, event.key))
@@ -159,4 +163,5 @@ def parse_score(path: str | Path, tempo_qpm: float) -> ParsedScore:
         measure_starts_s=measure_starts_s,
         measure_numbers=measure_numbers,
         events=events,
+        voice_pitches=voice_pitches,
     )

@@ -4,6 +4,8 @@ JSON-schema default filling does not reach, and the settings each stage receives
 from __future__ import annotations
 
 import copy
+import itertools
+import re
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +28,27 @@ def with_defaults(entries: dict[str, dict[str, Any]], fragment: dict[str, Any]) 
     return {name: {**defaults, **(entry or {})} for name, entry in entries.items()}
 
 
+def sweep_probes(sweep: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """One named probe per combination of the sweep grid."""
+    grid = sweep.get("grid") or {}
+    if not grid:
+        return {}
+    fields = sorted(grid)
+    probes = {}
+    for values in itertools.product(*(grid[field] for field in fields)):
+        name = "sweep__" + "__".join(f"{field}-{value}" for field, value in zip(fields, values))
+        probes[re.sub(r"[^A-Za-z0-9_.-]", "_", name)] = {**(sweep.get("base") or {}), **dict(zip(fields, values))}
+    return probes
+
+
 def complete_config(config: dict[str, Any], schema: dict[str, Any]) -> None:
-    """Fill defaults inside each named variant and probe, in place."""
+    """Expand the sweep into probes and fill defaults inside each variant and probe, in place."""
+    probe_fields = set(schema["definitions"]["probe"]["properties"])
+    unknown = set((config.get("sweep") or {}).get("grid") or {}) - probe_fields
+    if unknown:
+        raise ValueError(f"sweep.grid names unknown probe fields {sorted(unknown)}; known: {sorted(probe_fields)}")
     config["variants"] = with_defaults(config["variants"], schema["properties"]["variants"]["additionalProperties"])
-    config["probes"] = with_defaults(config["probes"], schema["definitions"]["probe"])
+    config["probes"] = with_defaults({**config["probes"], **sweep_probes(config.get("sweep") or {})}, schema["definitions"]["probe"])
 
 
 def render_settings(config: dict[str, Any], variant: str) -> dict[str, Any]:

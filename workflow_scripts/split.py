@@ -1,15 +1,20 @@
-"""Train/test assignments that cannot leak.
+"""Train / validation / test assignments that cannot leak.
 
 ``by_snippet``: every piece with at least two snippets puts a seeded fraction of its
-snippets in test. When windows overlap (hop < window), any training snippet that shares
-a measure with a test snippet of the same piece is dropped (role ``dropped_overlap``):
+snippets in test. When windows overlap (hop < window), any other snippet of the piece
+that shares a measure with a test snippet is dropped (role ``dropped_overlap``):
 otherwise the classifier would be tested on music it was trained on. Pieces with a
-single snippet stay in train and are counted.
+single snippet stay in train and are counted. A validation part for model selection is
+then carved from the remaining training snippets in the same overlap-safe way (about
+``validation_fraction`` of them, never a piece's last training snippet).
 
-``by_piece``: a seeded fraction of whole pieces goes to test; for retrieval on unseen
-pieces, since a closed-set classifier cannot name a piece it never saw.
+``by_piece``: a seeded fraction of pieces goes to test, whole. Pieces that the corpus
+audit puts in one group (the same chorale under two ids, or harmonisations of one tune)
+are held out together, so no test piece has a near-copy in training. A validation part
+of whole training groups is carved the same way. Evaluated by retrieval, since a
+closed-set classifier cannot name a piece it never saw.
 
-Each piece draws from its own generator (seeded by the split seed and the piece id),
+Each piece (or group) draws from its own generator, seeded by the split seed and its id,
 so adding or removing a piece does not reshuffle the others.
 """
 
@@ -21,64 +26,119 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-ROLES = ("train", "test", "dropped_overlap")
+ROLES = ("train", "validation", "test", "dropped_overlap")
+TRAINING_ROLES = ("train", "validation")  # what a fixed-recipe probe trains on
 
 
-def piece_rng(seed: int, piece_id: str) -> np.random.Generator:
-    return np.random.default_rng([seed, zlib.crc32(piece_id.encode())])
+def piece_rng(seed: int, piece_id: str, purpose: str = "") -> np.random.Generator:
+    return np.random.default_rng([seed, zlib.crc32(f"{purpose}{piece_id}".encode())])
 
 
 def overlaps(first_a: int, stop_a: int, first_b: int, stop_b: int) -> bool:
     return first_a < stop_b and first_b < stop_a
 
 
-def assign_piece_by_snippet(measures: list[tuple[int, int]], test_fraction: float, rng: np.random.Generator) -> list[str]:
+def pick_held_out(windows: list[tuple[int, int]], wanted: int, rng: np.random.Generator) -> list[int]:
+    """Up to ``wanted`` windows to hold out, keeping at least one window free of all of them."""
+    held: list[int] = []
+    if wanted <= 0:
+        return held
+    for candidate in rng.permutation(len(windows)):
+        trial = held + [int(candidate)]
+        free = [
+            index for index in range(len(windows))
+            if index not in trial and not any(overlaps(*windows[index], *windows[t]) for t in trial)
+        ]
+        if free:
+            held = trial
+        if len(held) == wanted:
+            break
+    return held
+
+
+def assign_piece_by_snippet(
+    windows: list[tuple[int, int]], test_fraction: float, validation_fraction: float, rng: np.random.Generator
+) -> list[str]:
     """Roles for one piece's snippets, given as (first_measure, stop_measure) windows."""
-    count = len(measures)
+    count = len(windows)
     roles = ["train"] * count
     if count < 2:
         return roles
-    wanted = min(count - 1, max(1, int(round(test_fraction * count))))
-    test: list[int] = []
-    for candidate in rng.permutation(count):
-        trial = test + [int(candidate)]
-        # Keep the candidate only if some snippet is still free of every test window,
-        # so the piece keeps at least one training example.
-        free = [
-            index for index in range(count)
-            if index not in trial and not any(overlaps(*measures[index], *measures[t]) for t in trial)
-        ]
-        if free:
-            test = trial
-        if len(test) == wanted:
-            break
+    test = pick_held_out(windows, min(count - 1, max(1, int(round(test_fraction * count)))), rng)
     for index in range(count):
         if index in test:
             roles[index] = "test"
-        elif any(overlaps(*measures[index], *measures[t]) for t in test):
+        elif any(overlaps(*windows[index], *windows[t]) for t in test):
             roles[index] = "dropped_overlap"
+    remaining = [index for index in range(count) if roles[index] == "train"]
+    if len(remaining) >= 2:
+        # Stochastic rounding keeps the expected validation share right even for
+        # pieces with two or three training snippets.
+        wanted = min(len(remaining) - 1, int(np.floor(validation_fraction * len(remaining) + rng.random())))
+        chosen = pick_held_out([windows[index] for index in remaining], wanted, rng)
+        validation = [remaining[index] for index in chosen]
+        for index in remaining:
+            if index in validation:
+                roles[index] = "validation"
+            elif any(overlaps(*windows[index], *windows[v]) for v in validation):
+                roles[index] = "dropped_overlap"
     return roles
 
 
-def by_snippet(snippets: pd.DataFrame, test_fraction: float, seed: int) -> pd.DataFrame:
+def by_snippet(snippets: pd.DataFrame, settings: dict[str, Any], groups: pd.DataFrame | None = None) -> pd.DataFrame:
     parts = []
     for piece_id, piece in snippets.sort_values(["piece_id", "snippet_index"]).groupby("piece_id", sort=True):
         windows = list(zip(piece.first_measure.astype(int), piece.stop_measure.astype(int)))
-        roles = assign_piece_by_snippet(windows, test_fraction, piece_rng(seed, str(piece_id)))
+        roles = assign_piece_by_snippet(
+            windows,
+            float(settings["test_fraction"]),
+            float(settings.get("validation_fraction", 0.0)),
+            piece_rng(int(settings["seed"]), str(piece_id)),
+        )
         parts.append(pd.DataFrame({"snippet_id": piece.snippet_id.values, "piece_id": piece_id, "role": roles}))
     return _concat(parts)
 
 
-def by_piece(snippets: pd.DataFrame, test_fraction: float, seed: int) -> pd.DataFrame:
-    pieces = np.array(sorted(snippets.piece_id.unique()))
-    rng = np.random.default_rng(seed)
-    test_count = int(round(test_fraction * len(pieces)))
-    test_pieces = set(rng.choice(pieces, size=test_count, replace=False).tolist()) if test_count else set()
-    roles = np.where(snippets.piece_id.isin(test_pieces), "test", "train")
+def holdout_units(pieces: list[str], groups: pd.DataFrame | None) -> dict[str, str]:
+    """Piece -> the unit held out with it: its audit group (same tune), else itself."""
+    unit = {piece: piece for piece in pieces}
+    if groups is not None and len(groups):
+        for row in groups.itertuples():
+            if row.piece_id in unit and isinstance(row.tune_group, str) and row.tune_group:
+                unit[row.piece_id] = row.tune_group
+    return unit
+
+
+def by_piece(snippets: pd.DataFrame, settings: dict[str, Any], groups: pd.DataFrame | None = None) -> pd.DataFrame:
+    pieces = sorted(snippets.piece_id.unique())
+    unit_of = holdout_units(pieces, groups)
+    seed = int(settings["seed"])
+    # Each unit draws one uniform number from its own generator: the lowest ones are
+    # held out, so the choice of a unit does not depend on the others' ids.
+    draws = {unit: piece_rng(seed, unit, "by_piece").random() for unit in sorted(set(unit_of.values()))}
+    ordered = sorted(draws, key=lambda unit: (draws[unit], unit))
+    unit_sizes = pd.Series(unit_of).value_counts()
+    test_units = _take_until(ordered, unit_sizes, float(settings["test_fraction"]) * len(pieces))
+    remaining = [unit for unit in ordered if unit not in test_units]
+    validation_target = float(settings.get("validation_fraction", 0.0)) * (len(pieces) - sum(unit_sizes[u] for u in test_units))
+    validation_units = _take_until(remaining, unit_sizes, validation_target)
+    role_of_unit = {unit: "test" for unit in test_units} | {unit: "validation" for unit in validation_units}
+    roles = [role_of_unit.get(unit_of[piece], "train") for piece in snippets.piece_id]
     return pd.DataFrame({"snippet_id": snippets.snippet_id.values, "piece_id": snippets.piece_id.values, "role": roles})
 
 
+def _take_until(units: list[str], sizes: pd.Series, target_pieces: float) -> set[str]:
+    taken, count = set(), 0
+    for unit in units:
+        if count >= round(target_pieces):
+            break
+        taken.add(unit)
+        count += int(sizes[unit])
+    return taken
+
+
 SPLITTERS = {"by_snippet": by_snippet, "by_piece": by_piece}
+CLOSED_SET_SPLITS = ("by_snippet",)
 
 
 def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
@@ -92,14 +152,14 @@ def summarise(assignment: pd.DataFrame) -> dict[str, Any]:
     return {
         "snippets": {role: int((assignment.role == role).sum()) for role in ROLES},
         "pieces": int(len(per_piece)),
-        "pieces_train_only": int(sum(roles == {"train"} for roles in per_piece)),
+        "pieces_with_test": int(sum("test" in roles for roles in per_piece)),
+        "pieces_without_test": int(sum("test" not in roles for roles in per_piece)),
         "pieces_single_snippet": int((assignment.groupby("piece_id").size() == 1).sum()),
     }
 
 
-def make_split(name: str, snippets: pd.DataFrame, settings: dict[str, Any]) -> pd.DataFrame:
-    splitter = SPLITTERS[name]
-    return splitter(snippets, float(settings["test_fraction"]), int(settings["seed"]))
+def make_split(name: str, snippets: pd.DataFrame, settings: dict[str, Any], groups: pd.DataFrame | None = None) -> pd.DataFrame:
+    return SPLITTERS[name](snippets, settings, groups)
 
 
 def main(snakemake) -> None:  # pragma: no cover - the Snakemake edge
@@ -110,10 +170,10 @@ def main(snakemake) -> None:  # pragma: no cover - the Snakemake edge
     from workflow_scripts.provenance import provenance_record
 
     snippets = pq.read_table(snakemake.input.snippets).to_pandas()
-    assignment = make_split(snakemake.wildcards.split, snippets, snakemake.params.settings)
+    groups = pd.read_csv(snakemake.input.groups, sep="\t")
+    assignment = make_split(snakemake.wildcards.split, snippets, snakemake.params.settings, groups)
     write_parquet_atomic(
         pa.Table.from_pandas(assignment, preserve_index=False),
         snakemake.output.assignment,
         provenance_record("split", {"split": snakemake.wildcards.split, **snakemake.params.settings}, summary=summarise(assignment)),
     )
-

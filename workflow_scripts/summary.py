@@ -1,4 +1,4 @@
-"""Summary gather: one row per probe run with its headline figures."""
+"""Summary gather: one row per probe run with its settings and headline figures."""
 
 from __future__ import annotations
 
@@ -9,26 +9,29 @@ import pandas as pd
 
 from workflow_scripts.io_utils import write_tsv_atomic
 
-COLUMNS = [
-    "embedder", "variant", "split", "probe", "top1", "top1_ci95", "top5", "top5_ci95", "train_top1",
+SETTING_COLUMNS = ["head", "optimizer", "normalization", "layer", "class_weighting", "early_stopping"]
+FIGURE_COLUMNS = [
+    "top1", "top1_ci95", "top5", "top5_ci95", "top1_music_group", "top1_tune_group", "train_top1",
     "per_class_mean", "per_class_median", "classes_at_0", "classes_at_100", "classes", "train_snippets",
-    "test_snippets", "dropped_overlap_snippets", "train_seconds",
+    "validation_snippets", "test_snippets", "dropped_overlap_snippets", "selected_step", "train_seconds",
 ]
+COLUMNS = ["embedder", "variant", "split", "probe", *SETTING_COLUMNS, *FIGURE_COLUMNS]
+
+
+def summary_row(metrics: dict) -> dict:
+    row = {**metrics["provenance"]["wildcards"]}
+    row.update({column: metrics["probe"].get(column) for column in SETTING_COLUMNS})
+    row.update({column: metrics.get(column) for column in FIGURE_COLUMNS})
+    for key in ("top1_ci95", "top5_ci95"):
+        low, high = row[key]
+        row[key] = f"{low:.4f}-{high:.4f}"
+    return row
 
 
 def summarise(metric_paths: list[str | Path]) -> pd.DataFrame:
-    rows = []
-    for path in metric_paths:
-        metrics = json.loads(Path(path).read_text(encoding="utf-8"))
-        wildcards = metrics["provenance"]["wildcards"]
-        row = {**wildcards, **{k: metrics.get(k) for k in COLUMNS if k not in wildcards}}
-        for key in ("top1_ci95", "top5_ci95"):
-            low, high = row[key]
-            row[key] = f"{low:.4f}-{high:.4f}"
-        rows.append(row)
+    rows = [summary_row(json.loads(Path(path).read_text(encoding="utf-8"))) for path in metric_paths]
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
 def main(snakemake) -> None:  # pragma: no cover - the Snakemake edge
     write_tsv_atomic(summarise(list(snakemake.input.metrics)), snakemake.output.summary)
-

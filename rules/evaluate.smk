@@ -1,0 +1,48 @@
+rule retrieval:
+    """Held-out pieces: each held-out snippet retrieves the others of its piece (MAP, MR1, MRR, HR@k)."""
+    input:
+        dataset=dataset_path("{embedder}", "{variant}"),
+        assignment=split_path("{variant}", "{split}"),
+    output:
+        metrics=retrieval_file("metrics.json"),
+        per_query=retrieval_file("per_query.parquet"),
+    params:
+        settings=config["retrieval"],
+    log:
+        log_path("retrieval", "{embedder}/{variant}/{split}"),
+    benchmark:
+        benchmark_path("retrieval", "{embedder}/{variant}/{split}")
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=20,
+    conda:
+        "../envs/classify.yaml"
+    script:
+        "../workflow_scripts/edges/retrieval.py"
+
+
+rule geometry:
+    """Same-piece versus different-piece distances, AUC and nearest-neighbour accuracy per layer."""
+    input:
+        dataset=dataset_path("{embedder}", "{variant}"),
+    output:
+        summary=geometry_file("summary.json"),
+        per_layer=geometry_file("per_layer.tsv"),
+        distances_png=geometry_file("distances.png"),
+        layers_png=geometry_file("layers.png"),
+        tsne_png=geometry_file("tsne.png"),
+    params:
+        settings=config["geometry"],
+    log:
+        log_path("geometry", "{embedder}/{variant}"),
+    benchmark:
+        benchmark_path("geometry", "{embedder}/{variant}")
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    conda:
+        "../envs/classify.yaml"
+    script:
+        "../workflow_scripts/edges/geometry.py"

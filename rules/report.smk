@@ -1,0 +1,25 @@
+rule report:
+    """One standalone HTML page: comparison table, figures, retrieval, geometry, audit."""
+    input:
+        summary=summary_path(),
+        metrics=probe_metrics_targets(),
+        retrieval=retrieval_targets(),
+        geometry=geometry_targets(),
+        audit=audit_file("summary.json"),
+        groups=audit_file("groups.tsv"),
+        catalogs=[catalog_path(variant) for variant in VARIANTS],
+    output:
+        report=report_path(),
+        comparison_png="results/report/comparison.png",
+    log:
+        log_path("report", "report"),
+    benchmark:
+        benchmark_path("report", "report")
+    localrule: True
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/classify.yaml"
+    script:
+        "../workflow_scripts/edges/report.py"
