@@ -12,13 +12,13 @@ from snakemake.exceptions import WorkflowError
 from workflow_scripts.corpus import CorpusError, discover_sources
 from workflow_scripts.embedders.registry import needs_gpu, needs_weights
 from workflow_scripts.settings import (
+    CLOSED_SET_SPLITS as CLOSED_SET_SPLIT_NAMES,
     complete_config,
     embedder_settings,
     load_schema,
     render_settings,
     soundfont_setting,
 )
-from workflow_scripts.split import CLOSED_SET_SPLITS as CLOSED_SET_SPLIT_NAMES
 from workflow_scripts.synth import SynthError, resolve_soundfont
 
 try:

@@ -71,3 +71,9 @@ def test_sweep_over_an_unknown_field_is_refused():
     config = validated({"sweep": {"grid": {"hiden_units": [1, 2]}}})
     with pytest.raises(ValueError, match="hiden_units"):
         complete_config(config, load_schema())
+
+
+def test_a_hop_longer_than_the_window_is_refused():
+    config = validated({"segmentation": {"window_measures": 4, "hop_measures": 6}})
+    with pytest.raises(ValueError, match="hop_measures \\(6\\) is larger"):
+        complete_config(config, load_schema())

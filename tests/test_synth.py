@@ -45,3 +45,18 @@ def test_no_soundfont_installed_names_the_package(monkeypatch):
     monkeypatch.setattr("workflow_scripts.synth.STANDARD_SOUNDFONTS", ("/nonexistent/a.sf2",))
     with pytest.raises(SynthError, match="fluid-soundfont-gm"):
         resolve_soundfont(None)
+
+
+def test_missing_fluidsynth_library_says_how_to_install_it(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_fluidsynth(name, *args, **kwargs):
+        if name == "fluidsynth":
+            raise ImportError("Couldn't find the FluidSynth library.")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_fluidsynth)
+    with pytest.raises(SynthError, match="apt-get install libfluidsynth3"):
+        FluidSynthRenderer(resolve_soundfont(None), 24000, 0.3)

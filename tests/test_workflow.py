@@ -57,7 +57,9 @@ def test_outputs_have_their_schema_and_provenance(finished_run):
 
 def test_probe_beats_chance(finished_run):
     summary = pd.read_csv(finished_run / "results/summary.tsv", sep="\t")
-    assert set(summary.probe) == {"linear_adam", "linear_lbfgs_std"}
+    # One row per probe setting, the sweep's combinations included.
+    assert sorted(summary.probe) == ["linear_adam", "linear_lbfgs_std", "sweep__head-linear", "sweep__head-mlp"]
+    assert set(summary["head"]) == {"linear", "mlp"}
     best = summary.set_index("probe").loc["linear_lbfgs_std"]
     chance = 1 / best.classes
     assert best.top1 > chance
@@ -139,6 +141,7 @@ def test_mert_embedder_runs_in_the_workflow_from_a_local_model(tmp_path):
             "embedders": ["mert"],
             "embedder_settings": {"mert": {"local_dir": str(tmp_path / "mert-model"), "device": "auto", "batch_size": 4}},
             "probes": {"linear_lbfgs_std": {"optimizer": "lbfgs", "normalization": "standardize", "layer": "last"}},
+            "sweep": {"grid": {}},
         },
     )
     plan = snakemake(folder, "--dry-run", "--resources", "gpu=1").stdout
@@ -153,3 +156,59 @@ def test_mert_embedder_runs_in_the_workflow_from_a_local_model(tmp_path):
     metrics = json.loads((folder / "results/probes/mert/piano/by_snippet/linear_lbfgs_std/metrics.json").read_text())
     assert metrics["provenance"]["embedder"]["name"] == "mert"
     assert metrics["test_snippets"] > 0
+
+
+KILL_PIECES = ("bwv2.6", "bwv3.6", "bwv4.8", "bwv6.6", "bwv10.7", "bwv11.6", "bwv13.6", "bwv14.5")
+
+
+def make_kill_project(folder: Path) -> Path:
+    (folder / "scores").mkdir(parents=True)
+    for name in KILL_PIECES:
+        shutil.copy(music21_chorale(name), folder / "scores" / f"{name}.mxl")
+    write_config(folder, {"render": {"pieces_per_job": 8}, "embed": {"pieces_per_job": 8},
+                          "probes": {"linear_lbfgs_std": {"optimizer": "lbfgs", "normalization": "standardize"}},
+                          "sweep": {"grid": {}}})
+    return folder
+
+
+@pytest.mark.slow
+def test_a_run_killed_while_embedding_resumes_without_recomputing(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from workflow_runner import REPO_ROOT
+
+    folder = make_kill_project(tmp_path / "killed")
+    command = [sys.executable, "-m", "snakemake", "--cores", "1", "--snakefile", str(REPO_ROOT / "Snakefile"),
+               "--directory", str(folder), "--configfile", str(folder / "config.yaml")]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    embed_log = folder / "results/logs/embed/spectral/piano/batch000.log"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        if embed_log.exists() and "[2/8]" in embed_log.read_text():
+            break
+        if process.poll() is not None:
+            pytest.fail("the workflow ended before the embedding could be interrupted")
+        time.sleep(0.01)
+    os.killpg(process.pid, signal.SIGKILL)  # as a node failure would: no chance to clean up
+    process.wait()
+    done_before_kill = embed_log.read_text().count("snippets embedded")
+    assert 1 <= done_before_kill < 8, "the kill did not land mid-batch"
+    assert not (folder / "results/datasets").exists()
+
+    # A SIGKILL leaves Snakemake's lock behind: the documented recovery is --unlock, then --rerun-incomplete.
+    snakemake(folder, "--unlock")
+    snakemake(folder, "--cores", "2", "--rerun-incomplete")
+    log = embed_log.read_text()
+    assert log.count("unchanged, restored from cache") == done_before_kill
+    assert log.count("snippets embedded") == 8 - done_before_kill
+
+    uninterrupted = make_kill_project(tmp_path / "uninterrupted")
+    snakemake(uninterrupted, "--cores", "2")
+    relative = "results/datasets/spectral/piano/embeddings.parquet"
+    assert pq.read_table(folder / relative).equals(pq.read_table(uninterrupted / relative))
+    for name in ("top1", "top5"):
+        metric = "results/probes/spectral/piano/by_snippet/linear_lbfgs_std/metrics.json"
+        assert json.loads((folder / metric).read_text())[name] == json.loads((uninterrupted / metric).read_text())[name]

@@ -20,6 +20,7 @@ def write_config(folder: Path, overrides: dict) -> Path:
             "linear_adam": {"optimizer": "adam", "epochs": 100},
             "linear_lbfgs_std": {"optimizer": "lbfgs", "normalization": "standardize", "weight_decay": 0.001},
         },
+        "sweep": {"base": {"optimizer": "adam", "early_stopping": True, "epochs": 60, "patience": 10}, "grid": {"head": ["linear", "mlp"]}},
         "cache_dir": "results/cache",
     }
     for key, value in overrides.items():

@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 # Formats music21 parses as scores, most preferred first: where one piece id exists
 # in several formats (music21's Bach corpus has bwv277 as .krn and .mxl), the
 # earliest format in this list is kept.
@@ -144,7 +142,9 @@ def discover_sources(corpus_config: dict[str, Any]) -> list[ScoreSource]:
     return select_pieces(sources, corpus_config.get("pieces") or [], corpus_config.get("max_pieces"))
 
 
-def sources_table(sources: list[ScoreSource]) -> pd.DataFrame:
+def sources_table(sources: list[ScoreSource]):
+    import pandas as pd  # not at module level: the Snakefile imports this module on every start
+
     return pd.DataFrame(
         {
             "piece_id": [source.piece_id for source in sources],

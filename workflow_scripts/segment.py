@@ -104,6 +104,19 @@ def events_in_window(events: list[NoteEvent], start_s: float, end_s: float) -> l
     return clipped
 
 
+def score_key(parsed) -> str:
+    """The key the score declares (a key signature with its mode), else music21's estimate."""
+    import music21
+
+    declared = parsed.recurse().getElementsByClass(music21.key.Key).first()
+    if declared is not None:
+        return str(declared)
+    try:
+        return str(parsed.analyze("key"))
+    except Exception:  # the key is descriptive only; a failure must not cost the piece
+        return ""
+
+
 def parse_score(path: str | Path, tempo_qpm: float) -> ParsedScore:
     """Read a score with music21 into measure timings and note events.
 
@@ -113,7 +126,9 @@ def parse_score(path: str | Path, tempo_qpm: float) -> ParsedScore:
     import music21
 
     try:
-        parsed = music21.converter.parse(str(path))
+        # Always from the file itself, and no pickle left in music21's scratch folder: a
+        # cached parse from another music21 version must not decide what is rendered.
+        parsed = music21.converter.parse(str(path), forceSource=True, storePickle=False)
     except Exception as error:  # music21 raises many unrelated types for bad files
         raise ScoreError(f"music21 could not parse the file: {type(error).__name__}: {error}") from error
     if isinstance(parsed, music21.stream.Opus):
@@ -137,7 +152,9 @@ def parse_score(path: str | Path, tempo_qpm: float) -> ParsedScore:
     events, voice_pitches = [], []
     for voice, part in enumerate(parts):
         pitches = []
-        for element in part.stripTies().flatten().notes:
+        # In place: the parsed score is ours, and a copy costs a third of the parse.
+        part.stripTies(inPlace=True)
+        for element in part.flatten().notes:
             duration = float(element.duration.quarterLength)
             if duration <= 0:  # grace notes carry no time of their own
                 continue
@@ -152,10 +169,7 @@ def parse_score(path: str | Path, tempo_qpm: float) -> ParsedScore:
     events.sort(key=lambda event: (event.onset_s, event.voice, event.key))
 
     title = (parsed.metadata.bestTitle if parsed.metadata else None) or Path(path).stem
-    try:
-        key_name = str(parsed.analyze("key"))
-    except Exception:  # key analysis is descriptive only; a failure must not cost the piece
-        key_name = ""
+    key_name = score_key(parsed)
     return ParsedScore(
         title=str(title),
         key=key_name,

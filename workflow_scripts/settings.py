@@ -11,6 +11,9 @@ from typing import Any
 
 import yaml
 
+# Splits whose test pieces all appear in training, so a closed-set classifier applies;
+# the others (held-out pieces) are evaluated by retrieval.
+CLOSED_SET_SPLITS = ("by_snippet",)
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "config.schema.yaml"
 
 
@@ -41,8 +44,18 @@ def sweep_probes(sweep: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return probes
 
 
+def check_segmentation(segmentation: dict[str, Any]) -> None:
+    window, hop = segmentation["window_measures"], segmentation["hop_measures"]
+    if hop > window:
+        raise ValueError(
+            f"segmentation.hop_measures ({hop}) is larger than segmentation.window_measures ({window}): "
+            f"{hop - window} measure(s) after every snippet would never be heard. Use hop <= window."
+        )
+
+
 def complete_config(config: dict[str, Any], schema: dict[str, Any]) -> None:
-    """Expand the sweep into probes and fill defaults inside each variant and probe, in place."""
+    """Check cross-key rules, expand the sweep into probes and fill defaults inside each variant and probe, in place."""
+    check_segmentation(config["segmentation"])
     probe_fields = set(schema["definitions"]["probe"]["properties"])
     unknown = set((config.get("sweep") or {}).get("grid") or {}) - probe_fields
     if unknown:

@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from workflow_scripts.settings import CLOSED_SET_SPLITS  # noqa: F401 - part of this module's interface
+
 ROLES = ("train", "validation", "test", "dropped_overlap")
 TRAINING_ROLES = ("train", "validation")  # what a fixed-recipe probe trains on
 
@@ -138,7 +140,6 @@ def _take_until(units: list[str], sizes: pd.Series, target_pieces: float) -> set
 
 
 SPLITTERS = {"by_snippet": by_snippet, "by_piece": by_piece}
-CLOSED_SET_SPLITS = ("by_snippet",)
 
 
 def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:

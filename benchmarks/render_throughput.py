@@ -1,0 +1,104 @@
+"""Render-stage throughput against the FluidSynth command line, same MIDI, same SoundFont.
+
+Exports N chorales to MIDI (music21, at the workflow's tempo), then renders the same
+MIDI files twice on this machine:
+
+- cli:   ``fluidsynth -ni -F out.wav -r 24000 -g GAIN -R 0 -C 0 SF2 piece.mid`` per file
+         (a fresh process per piece, reverb and chorus off as in the stage);
+- stage: ``render_batch`` on the MIDI files as a folder corpus, exactly what a render job
+         runs (music21 parsing, snippet cutting, one synthesiser per snippet, FLAC and
+         Parquet output), with an empty piece cache.
+
+Prints seconds of audio per second for both and the ratio (target: stage >= cli).
+
+    .venv/bin/python benchmarks/render_throughput.py --pieces 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import soundfile
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from workflow_scripts.corpus import discover_sources  # noqa: E402
+from workflow_scripts.render import RenderSettings, render_batch  # noqa: E402
+from workflow_scripts.synth import resolve_soundfont  # noqa: E402
+
+TEMPO = 100.0
+RATE = 24000
+GAIN = 0.3
+
+
+def export_midi(count: int, folder: Path) -> list[Path]:
+    import music21
+
+    sources = discover_sources({"source": "music21", "composer": "bach", "pieces": [], "max_pieces": count})
+    paths = []
+    for source in sources:
+        score = music21.converter.parse(str(source.path))
+        for part in score.parts:
+            part.insert(0, music21.tempo.MetronomeMark(number=TEMPO))
+        path = folder / f"{source.piece_id}.mid"
+        score.write("midi", fp=path)
+        paths.append(path)
+    return paths
+
+
+def time_cli(paths: list[Path], soundfont: Path, folder: Path) -> tuple[float, float]:
+    executable = shutil.which("fluidsynth")
+    if executable is None:
+        raise SystemExit("the fluidsynth command is missing: apt-get install fluidsynth")
+    started = time.perf_counter()
+    for path in paths:
+        subprocess.run(
+            [executable, "-ni", "-q", "-F", str(folder / f"{path.stem}.wav"), "-r", str(RATE), "-g", str(GAIN),
+             "-R", "0", "-C", "0", "-T", "wav", str(soundfont), str(path)],
+            check=True, capture_output=True,
+        )
+    seconds = time.perf_counter() - started
+    audio = sum(soundfile.info(folder / f"{path.stem}.wav").duration for path in paths)
+    return audio, seconds
+
+
+def time_stage(paths: list[Path], soundfont: Path, folder: Path) -> tuple[float, float]:
+    settings = RenderSettings(sample_rate=RATE, tempo_qpm=TEMPO, window_measures=4, hop_measures=4,
+                              programs=(0,), velocity=90, transpose=0, gain=GAIN)
+    pieces = [{"piece_id": path.stem, "source": str(path), "audio": str(folder / f"{path.stem}.flac"),
+               "manifest": str(folder / f"{path.stem}.snippets.parquet")} for path in paths]
+    started = time.perf_counter()
+    render_batch(pieces, settings, soundfont, folder / "cache", logging.getLogger("benchmark"))
+    seconds = time.perf_counter() - started
+    audio = sum(soundfile.info(piece["audio"]).duration for piece in pieces if Path(piece["audio"]).stat().st_size > 100)
+    return audio, seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pieces", type=int, default=20)
+    arguments = parser.parse_args()
+    soundfont = resolve_soundfont(None)
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        for name in ("midi", "cli", "stage"):
+            (scratch / name).mkdir()
+        paths = export_midi(arguments.pieces, scratch / "midi")
+        cli_audio, cli_seconds = time_cli(paths, soundfont, scratch / "cli")
+        stage_audio, stage_seconds = time_stage(paths, soundfont, scratch / "stage")
+    print(f"pieces: {len(paths)} MIDI files, SoundFont {soundfont}")
+    print(f"fluidsynth CLI : {cli_audio / cli_seconds:8.1f} s-audio/s ({cli_audio:.0f} s of audio in {cli_seconds:.1f} s)")
+    print(f"render stage   : {stage_audio / stage_seconds:8.1f} s-audio/s ({stage_audio:.0f} s of audio in {stage_seconds:.1f} s)")
+    print(f"stage / cli    : {(stage_audio / stage_seconds) / (cli_audio / cli_seconds):8.2f}  (target >= 1.0)")
+    print("(the stage's audio is the snippets: whole 4-measure windows, so a short tail per piece is not rendered)")
+
+
+if __name__ == "__main__":
+    main()
