@@ -17,6 +17,8 @@ from workflow_scripts.io_utils import sha256_file
 # Only what loading needs: configs and weights, never the repository's Python code.
 MODEL_FILES = ("config.json", "preprocessor_config.json", "*.safetensors", "pytorch_model.bin")
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+# The fetch rule's output (rules/common.smk: model_marker("mert")), named in error messages.
+FETCH_TARGET = "results/models/mert.json"
 
 
 def hub_cache_folder(settings: dict[str, Any]) -> str:
@@ -29,16 +31,12 @@ def hub_cache_folder(settings: dict[str, Any]) -> str:
 
 def _how_to_get_weights(settings: dict[str, Any]) -> str:
     return (
-        f"On a machine with internet, run `snakemake --cores 1 {fetch_marker_path_hint()}` (or "
+        f"On a machine with internet, run `snakemake --cores 1 {FETCH_TARGET}` (or "
         f"`huggingface-cli download {settings['model_id']} --revision {settings['revision']}`) "
         f"with the same cache ({hub_cache_folder(settings)}; set HF_HOME or embedder_settings.mert.cache_dir), "
         "or put the model files in a folder and set embedder_settings.mert.local_dir. "
         "Without weights, use the offline embedder: embedders: [spectral]."
     )
-
-
-def fetch_marker_path_hint() -> str:
-    return "results/models/mert.json"
 
 
 def resolve_model_folder(settings: dict[str, Any], download: bool = False) -> Path:

@@ -22,9 +22,13 @@ def _save(figure, destination) -> None:
     plt.close(figure)
 
 
-def plot_confusion(matrix: np.ndarray, class_names: list[str], destination, title: str) -> None:
-    """Row-normalised confusion matrix; rows are true pieces, columns predicted ones."""
-    rows = matrix.sum(axis=1, keepdims=True)
+def plot_confusion(matrix: np.ndarray, class_names: list[str], destination, title: str, row_totals: np.ndarray | None = None) -> None:
+    """Row-normalised confusion matrix; rows are true pieces, columns predicted ones.
+
+    ``row_totals`` gives each row's full test count when ``matrix`` is a sub-matrix,
+    so a cell still reads as a share of all of the true piece's test snippets.
+    """
+    rows = matrix.sum(axis=1, keepdims=True) if row_totals is None else np.asarray(row_totals, dtype=float)[:, None]
     normalised = np.divide(matrix, rows, out=np.zeros(matrix.shape, dtype=float), where=rows > 0)
     size = min(14.0, 4.0 + 0.12 * len(class_names))
     figure, axis = plt.subplots(figsize=(size, size))
@@ -73,7 +77,7 @@ def plot_most_confused(matrix: np.ndarray, class_names: list[str], destination, 
     involvement = off_diagonal.sum(axis=0) + off_diagonal.sum(axis=1)
     chosen = np.sort(np.argsort(-involvement, kind="stable")[:count])
     plot_confusion(matrix[np.ix_(chosen, chosen)], [class_names[i] for i in chosen], destination,
-                   f"{title} (the {len(chosen)} most-confused pieces)")
+                   f"{title} (the {len(chosen)} most-confused pieces)", row_totals=matrix.sum(axis=1)[chosen])
 
 
 def plot_distance_histograms(samples: dict[str, tuple[np.ndarray, np.ndarray]], destination, title: str) -> None:

@@ -210,11 +210,6 @@ def read_snippet_audio(audio_path: str | Path, manifest: pa.Table) -> list[np.nd
     return [audio[offset : offset + length] for offset, length in zip(offsets, lengths)]
 
 
-def piece_status(manifest_path: str | Path) -> dict[str, Any]:
-    provenance = read_provenance(manifest_path)
-    return {"piece_id": provenance["piece_id"], "status": provenance["status"], "reason": provenance["reason"], **provenance["piece"]}
-
-
 def main(snakemake) -> None:  # pragma: no cover - the Snakemake edge
     logger = job_logger("render", snakemake.log[0])
     pieces = [
