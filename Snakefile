@@ -9,6 +9,9 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
+report: "report/workflow.rst"
+
+
 validate(config, "config.schema.yaml", set_default=True)
 
 
@@ -17,6 +20,7 @@ include: "rules/corpus.smk"
 include: "rules/render.smk"
 include: "rules/embed.smk"
 include: "rules/dataset.smk"
+include: "rules/transfer.smk"
 include: "rules/classify.smk"
 include: "rules/evaluate.smk"
 include: "rules/report.smk"

@@ -7,12 +7,30 @@ rule classify:
     output:
         metrics=probe_file("metrics.json"),
         per_class=probe_file("per_class.tsv"),
-        per_class_png=probe_file("per_class.png"),
+        per_class_png=report(
+            probe_file("per_class.png"),
+            caption="../report/per_class.rst",
+            category="Probes",
+            subcategory="{embedder} / {variant} / {split}",
+            labels={"probe": "{probe}", "figure": "per-class accuracy"},
+        ),
         predictions=probe_file("predictions.parquet"),
         confusion=probe_file("confusion.tsv"),
-        confusion_png=probe_file("confusion.png"),
+        confusion_png=report(
+            probe_file("confusion.png"),
+            caption="../report/confusion.rst",
+            category="Probes",
+            subcategory="{embedder} / {variant} / {split}",
+            labels={"probe": "{probe}", "figure": "confusion matrix"},
+        ),
         curve=probe_file("curve.tsv"),
-        curve_png=probe_file("curve.png"),
+        curve_png=report(
+            probe_file("curve.png"),
+            caption="../report/curve.rst",
+            category="Probes",
+            subcategory="{embedder} / {variant} / {split}",
+            labels={"probe": "{probe}", "figure": "training curve"},
+        ),
     params:
         probe=lambda wildcards: config["probes"][wildcards.probe],
     log:
@@ -34,7 +52,7 @@ rule summary:
     input:
         metrics=probe_metrics_targets(),
     output:
-        summary=summary_path(),
+        summary=report(summary_path(), caption="../report/summary.rst", category="Comparison", labels={"table": "all probes"}),
     log:
         log_path("summary", "summary"),
     benchmark:

@@ -20,6 +20,7 @@ from workflow_scripts.settings import (
     soundfont_setting,
 )
 from workflow_scripts.synth import SynthError, resolve_soundfont
+from workflow_scripts.transfer import configured_transfers
 
 try:
     complete_config(config, load_schema())
@@ -38,6 +39,10 @@ SPLITS = list(config["splits"]["names"])
 CLOSED_SET_SPLITS = [split for split in SPLITS if split in CLOSED_SET_SPLIT_NAMES]
 OPEN_SET_SPLITS = [split for split in SPLITS if split not in CLOSED_SET_SPLIT_NAMES]
 PROBES = list(config["probes"])
+try:
+    TRANSFERS = configured_transfers(config)
+except ValueError as error:
+    raise WorkflowError(f"config: {error}") from None
 CACHE = config["cache_dir"]
 
 
@@ -50,6 +55,13 @@ def soundfont_for(variant):
 
 def batched(items, size):
     return [items[start : start + size] for start in range(0, len(items), size)]
+
+
+def gpu_model_resource(embedder):
+    """The cluster's GPU model for a GPU embedder's jobs, when the config names one."""
+    if needs_gpu(embedder) and config["embed"]["gpu_model"]:
+        return {"gpu_model": config["embed"]["gpu_model"]}
+    return {}
 
 
 RENDER_BATCHES = batched(PIECES, config["render"]["pieces_per_job"])
@@ -143,13 +155,35 @@ def benchmark_path(stage, name):
 
 
 def probe_metrics_targets():
-    return [
+    within = [
         probe_file("metrics.json", embedder, variant, split, probe)
         for embedder in EMBEDDERS
         for variant in VARIANTS
         for split in CLOSED_SET_SPLITS
         for probe in PROBES
     ]
+    across = [
+        probe_file("metrics.json", embedder, transfer, "by_snippet", probe)
+        for embedder in EMBEDDERS
+        for transfer in TRANSFERS
+        for probe in PROBES
+    ]
+    return within + across
+
+
+def transfer_variants(transfer):
+    """The variants a transfer reads, training ones first, the test one last."""
+    return TRANSFERS[transfer]["train"] + [TRANSFERS[transfer]["test"]]
+
+
+def alternatives(names):
+    return "|".join(re.escape(name) for name in names) or "(?!)"
+
+
+# Rules that make a variant's own data match real variants only; probes also take a
+# transfer's name in the variant position (rules/transfer.smk builds its dataset).
+VARIANT_PATTERN = alternatives(VARIANTS)
+TRANSFER_PATTERN = alternatives(TRANSFERS)
 
 
 def default_targets():
@@ -160,7 +194,7 @@ def default_targets():
 
 
 wildcard_constraints:
-    variant="|".join(VARIANTS),
+    variant=alternatives([*VARIANTS, *TRANSFERS]),
     embedder="|".join(EMBEDDERS),
     split="|".join(SPLITS),
     probe="|".join(re.escape(probe) for probe in PROBES),

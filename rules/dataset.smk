@@ -5,6 +5,8 @@ rule catalog:
     output:
         catalog=catalog_path("{variant}"),
         snippets=snippets_path("{variant}"),
+    wildcard_constraints:
+        variant=VARIANT_PATTERN,
     log:
         log_path("catalog", "{variant}"),
     benchmark:
@@ -25,6 +27,8 @@ rule dataset:
         shards=lambda wildcards: [shard_path(wildcards.embedder, wildcards.variant, piece) for piece in PIECES],
     output:
         dataset=dataset_path("{embedder}", "{variant}"),
+    wildcard_constraints:
+        variant=VARIANT_PATTERN,
     log:
         log_path("dataset", "{embedder}/{variant}"),
     benchmark:
@@ -48,6 +52,8 @@ rule split:
         assignment=split_path("{variant}", "{split}"),
     params:
         settings={key: config["splits"][key] for key in ("test_fraction", "validation_fraction", "seed")},
+    wildcard_constraints:
+        variant=VARIANT_PATTERN,
     log:
         log_path("split", "{variant}/{split}"),
     benchmark:

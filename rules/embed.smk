@@ -47,6 +47,7 @@ for embedder in EMBEDDERS:
                 threads: 2 if needs_gpu(embedder) else 1
                 resources:
                     gpu=1 if needs_gpu(embedder) else 0,
+                    **gpu_model_resource(embedder),
                     mem_mb=8000 if needs_gpu(embedder) else 2000,
                     runtime=15 + 2 * len(batch),
                 group:

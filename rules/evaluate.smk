@@ -6,8 +6,18 @@ rule retrieval:
     output:
         metrics=retrieval_file("metrics.json"),
         per_query=retrieval_file("per_query.parquet"),
+        head_curve=retrieval_file("metric_head_curve.tsv"),
+        distances_png=report(
+            retrieval_file("distances.png"),
+            caption="../report/retrieval_distances.rst",
+            category="Retrieval on held-out pieces",
+            subcategory="{embedder} / {variant} / {split}",
+            labels={"embedder": "{embedder}", "variant": "{variant}", "figure": "distances per representation"},
+        ),
     params:
         settings=config["retrieval"],
+    wildcard_constraints:
+        variant=VARIANT_PATTERN,
     log:
         log_path("retrieval", "{embedder}/{variant}/{split}"),
     benchmark:
@@ -29,11 +39,31 @@ rule geometry:
     output:
         summary=geometry_file("summary.json"),
         per_layer=geometry_file("per_layer.tsv"),
-        distances_png=geometry_file("distances.png"),
-        layers_png=geometry_file("layers.png"),
-        tsne_png=geometry_file("tsne.png"),
+        distances_png=report(
+            geometry_file("distances.png"),
+            caption="../report/distances.rst",
+            category="Embedding geometry",
+            subcategory="{embedder} / {variant}",
+            labels={"embedder": "{embedder}", "variant": "{variant}", "figure": "distance distributions"},
+        ),
+        layers_png=report(
+            geometry_file("layers.png"),
+            caption="../report/layers.rst",
+            category="Embedding geometry",
+            subcategory="{embedder} / {variant}",
+            labels={"embedder": "{embedder}", "variant": "{variant}", "figure": "AUC per layer"},
+        ),
+        tsne_png=report(
+            geometry_file("tsne.png"),
+            caption="../report/tsne.rst",
+            category="Embedding geometry",
+            subcategory="{embedder} / {variant}",
+            labels={"embedder": "{embedder}", "variant": "{variant}", "figure": "t-SNE map"},
+        ),
     params:
         settings=config["geometry"],
+    wildcard_constraints:
+        variant=VARIANT_PATTERN,
     log:
         log_path("geometry", "{embedder}/{variant}"),
     benchmark:

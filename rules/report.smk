@@ -9,8 +9,8 @@ rule report:
         groups=audit_file("groups.tsv"),
         catalogs=[catalog_path(variant) for variant in VARIANTS],
     output:
-        report=report_path(),
-        comparison_png="results/report/comparison.png",
+        report=report(report_path(), caption="../report/page.rst", category="Comparison", labels={"page": "standalone report"}),
+        comparison_png=report("results/report/comparison.png", caption="../report/comparison.rst", category="Comparison", labels={"figure": "top-1 and top-5 per setting"}),
     log:
         log_path("report", "report"),
     benchmark:

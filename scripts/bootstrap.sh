@@ -3,11 +3,13 @@
 #   - Debian packages: FluidSynth's library and a General MIDI SoundFont (if missing);
 #   - a virtual environment in .venv with this project and its Python dependencies.
 # Environment knobs: PYTHON (interpreter for the venv, default python3),
-# TORCH_SPEC (default torch==2.13.0), SKIP_APT=1 to leave system packages alone.
+# TORCH_SPEC (default torch==2.13.0), SKIP_APT=1 to leave system packages alone,
+# WITH_SLURM=1 to add slurm-wlm and munge (for the cluster test, `pytest -m slurm`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(libfluidsynth3 fluid-soundfont-gm)
+[ "${WITH_SLURM:-0}" != 1 ] || APT_PACKAGES+=(slurm-wlm munge)
 PYTHON=${PYTHON:-python3}
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 

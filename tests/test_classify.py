@@ -1,6 +1,5 @@
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pytest
 
 from workflow_scripts.classify import ProbeSettings, assemble, fit_normalization, run_probe, select_layer

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from mert_fixture import build_small_mert, mert_settings
+
 from workflow_scripts.embedders import EmbedderError, build_embedder
 from workflow_scripts.embedders.mert import chunk_clip, plan_batches
 

@@ -5,7 +5,8 @@ import pyarrow.parquet as pq
 import soundfile
 
 from workflow_scripts.io_utils import read_provenance
-from workflow_scripts.render import MANIFEST_SCHEMA, RenderSettings, read_snippet_audio, render_batch
+from workflow_scripts.render import RenderSettings, render_batch
+from workflow_scripts.snippet_audio import MANIFEST_SCHEMA, read_snippet_audio
 from workflow_scripts.synth import resolve_soundfont
 
 SETTINGS = RenderSettings(

@@ -31,7 +31,7 @@ def test_perfectly_clustered_pieces_score_one():
     vectors = np.repeat(centres, 4, axis=0) + rng.normal(scale=0.01, size=(24, 8))
     pieces = np.repeat([f"p{i}" for i in range(6)], 4)
     roles = np.where(np.isin(pieces, ["p4", "p5"]), "test", "train")
-    _, summary = evaluate_retrieval(vectors, pieces, roles, 100, 0)
+    _, summary, _ = evaluate_retrieval(vectors, pieces, roles, 100, 0)
     raw = next(row for row in summary["results"] if row["representation"] == "raw")
     assert raw["map"] == pytest.approx(1.0) and raw["mr1"] == 1.0 and raw["hr@1"] == 1.0
     assert {row["representation"] for row in summary["results"]} == {"raw", "standardized", "lda"}

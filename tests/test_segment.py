@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from conftest import music21_chorale
 
 from workflow_scripts.segment import (
     NoteEvent,
@@ -9,8 +10,6 @@ from workflow_scripts.segment import (
     parse_score,
     snippet_windows,
 )
-
-from conftest import music21_chorale
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,15 @@ def test_probe_defaults_agree_between_schema_and_code():
         assert schema_probe[field.name]["default"] == field.default, field.name
 
 
+def test_metric_head_defaults_agree_between_schema_and_code():
+    from workflow_scripts.metric_learning import HeadSettings
+
+    schema_head = load_schema()["properties"]["retrieval"]["properties"]["metric_head"]["properties"]
+    assert set(schema_head) == {field.name for field in fields(HeadSettings)}
+    for field in fields(HeadSettings):
+        assert schema_head[field.name]["default"] == field.default, field.name
+
+
 def test_every_schema_key_has_a_description_and_a_default():
     def walk(node, path):
         for name, spec in node.get("properties", {}).items():
@@ -51,6 +60,7 @@ def test_shipped_config_is_valid_and_complete():
         ({"embedders": ["wav2vec"]}, "wav2vec"),
         ({"probes": {"p": {"normalization": "zscore"}}}, "zscore"),
         ({"embedder_settings": {"mert": {"revision": "main"}}}, "revision"),
+        ({"embed": {"gpu_model": "a100 --exclusive"}}, "gpu_model"),
     ],
 )
 def test_invalid_config_is_rejected_naming_the_key(change, named):

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import music21_chorale
-from workflow_runner import planned_jobs, snakemake, write_config
+from workflow_runner import planned_jobs, planned_outputs, snakemake, write_config
+
 from workflow_scripts.io_utils import read_provenance
 
 PIECES = ("bwv2.6", "bwv3.6", "bwv4.8", "bwv6.6")
@@ -85,6 +85,26 @@ def test_evaluation_outputs(finished_run):
     assert "data:image/png;base64," in report
 
 
+def test_snakemake_report_holds_the_flagged_figures(finished_run):
+    snakemake(finished_run, "--report", "snakemake-report.html")
+    report = (finished_run / "snakemake-report.html").read_text()
+    for figure in ("confusion.png", "per_class.png", "curve.png", "distances.png", "layers.png", "tsne.png", "comparison.png"):
+        assert figure in report, figure
+    assert "Embedding geometry" in report and "Probes" in report
+
+
+def test_long_jobs_log_their_progress(finished_run):
+    logs = finished_run / "results/logs"
+    render = (logs / "render/piano/batch000.log").read_text()
+    # tqdm's meter: percentage, bar, done/total, elapsed<remaining, rate.
+    meter = r"100%\|#+\| {done}/{done} \[\d\d:\d\d<00:00, +[\d.]+(?:{unit}/s|s/{unit})\]"
+    assert "outside SLURM" in render and re.search(meter.format(done=2, unit="piece"), render), render
+    embed = (logs / "embed/spectral/piano/batch000.log").read_text()
+    assert re.search(meter.format(done=2, unit="piece"), embed) and "finished in" in embed, embed
+    training = (logs / "classify/spectral/piano/by_snippet/linear_adam.log").read_text()
+    assert re.search(meter.format(done=100, unit="epoch"), training), training
+
+
 def test_second_run_has_nothing_to_do(finished_run):
     assert planned_jobs(finished_run) == {}
 
@@ -129,6 +149,33 @@ def test_two_runs_from_scratch_give_identical_results(finished_run, tmp_path):
             assert first[key] == second[key], (name, key)
     audio = "results/audio/piano/bwv2.6.flac"
     assert (finished_run / audio).read_bytes() == (again / audio).read_bytes()
+
+
+def test_a_new_variant_and_transfer_compute_only_what_is_new(tmp_path):
+    folder = make_project(tmp_path / "project", {"retrieval": {"metric_head": {"epochs": 20}}})
+    snakemake(folder, "--cores", "2")
+    write_config(folder, {
+        "variants": {"piano": {}, "organ": {"programs": [19]}},
+        "variant_transfers": [{"train": ["piano"], "test": "organ"}],
+        "retrieval": {"metric_head": {"epochs": 20}},
+    })
+    outputs = planned_outputs(folder)
+    assert not [path for path in outputs if "/piano/" in path], "adding a variant must not recompute the piano variant"
+    assert any(path.startswith("results/audio/organ/") for path in outputs)
+    assert "results/probes/spectral/piano_to_organ/by_snippet/linear_lbfgs_std/metrics.json" in outputs
+    snakemake(folder, "--cores", "2")
+
+    results = folder / "results"
+    across = pq.read_table(results / "probes/spectral/piano_to_organ/by_snippet/linear_lbfgs_std/predictions.parquet").to_pandas()
+    within = pq.read_table(results / "probes/spectral/organ/by_snippet/linear_lbfgs_std/predictions.parquet").to_pandas()
+    # Same test snippets, heard as organ in both; the transfer's probe never heard organ.
+    assert sorted(across.snippet_id.str.removeprefix("organ/")) == sorted(within.snippet_id)
+    training = pq.read_table(results / "splits/piano_to_organ/by_snippet.parquet").to_pandas()
+    assert set(training[training.role != "test"].variant) == {"piano"} and set(training[training.role == "test"].variant) == {"organ"}
+    summary = pd.read_csv(results / "summary.tsv", sep="\t").set_index(["variant", "probe"])
+    assert summary.loc[("piano_to_organ", "linear_lbfgs_std"), ["train_variants", "test_variant"]].tolist() == ["piano", "organ"]
+    assert "Across rendering variants" in (results / "report/index.html").read_text()
+    assert planned_jobs(folder) == {}
 
 
 def test_mert_embedder_runs_in_the_workflow_from_a_local_model(tmp_path):
@@ -187,7 +234,7 @@ def test_a_run_killed_while_embedding_resumes_without_recomputing(tmp_path):
     embed_log = folder / "results/logs/embed/spectral/piano/batch000.log"
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
-        if embed_log.exists() and "[2/8]" in embed_log.read_text():
+        if embed_log.exists() and "| 2/8 [" in embed_log.read_text():
             break
         if process.poll() is not None:
             pytest.fail("the workflow ended before the embedding could be interrupted")

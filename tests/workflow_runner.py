@@ -29,18 +29,18 @@ def write_config(folder: Path, overrides: dict) -> Path:
         else:
             config[key] = value
     path = folder / "config.yaml"
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     return path
 
 
-def snakemake(folder: Path, *arguments: str, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
+def snakemake(folder: Path, *arguments: str, check: bool = True, timeout: int = 900, env: dict | None = None) -> subprocess.CompletedProcess:
     command = [
         sys.executable, "-m", "snakemake", *arguments,
         "--snakefile", str(REPO_ROOT / "Snakefile"),
         "--directory", str(folder),
         "--configfile", str(folder / "config.yaml"),
     ]
-    completed = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
     if check and completed.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(arguments)} failed:\n{completed.stdout[-6000:]}\n{completed.stderr[-6000:]}")
     return completed
@@ -55,3 +55,14 @@ def planned_jobs(folder: Path) -> dict[str, int]:
         if len(parts) == 2 and parts[1].isdigit() and parts[0] not in ("total", "job"):
             jobs[parts[0]] = int(parts[1])
     return jobs
+
+
+def planned_outputs(folder: Path) -> list[str]:
+    """Every output file of the jobs a dry run would run."""
+    output = snakemake(folder, "--dry-run").stdout
+    paths = []
+    for line in output.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("output:"):
+            paths += [path.strip() for path in stripped.removeprefix("output:").split(",") if path.strip()]
+    return paths

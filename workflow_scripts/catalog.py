@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 
 from workflow_scripts.io_utils import read_provenance, write_parquet_atomic, write_tsv_atomic
 from workflow_scripts.provenance import provenance_record
-from workflow_scripts.render import MANIFEST_SCHEMA
+from workflow_scripts.snippet_audio import MANIFEST_SCHEMA
 
 CATALOG_COLUMNS = [
     "piece_id", "status", "reason", "title", "key", "parts", "measures", "duration_s", "snippets", "source", "source_sha256",

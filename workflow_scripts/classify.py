@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from workflow_scripts.job_log import Progress
 from workflow_scripts.metrics import group_accuracy, inverse_frequency_weights, summarise_predictions, top_k_correct
 
 NORMALIZATIONS = ("none", "standardize", "l2")
@@ -211,6 +212,10 @@ def train_probe(data: ProbeData, probe: ProbeSettings, logger=None):
     return _scores(model, tensors["test"]), curve, seconds, chosen_step, model
 
 
+def _curve_text(point: dict[str, float]) -> str:
+    return ", ".join(f"{name} {value:.4f}" if isinstance(value, float) else f"{name} {value}" for name, value in point.items())
+
+
 def _train_adam(model, x_train, y_train, loss_function, probe, record, curve, monitored, logger) -> int:
     import torch
 
@@ -218,6 +223,7 @@ def _train_adam(model, x_train, y_train, loss_function, probe, record, curve, mo
     generator = torch.Generator().manual_seed(probe.seed)
     best = (-1.0, 0)
     best_state = None
+    progress = Progress(probe.epochs, "epoch")
     for epoch in range(1, probe.epochs + 1):
         order = torch.randperm(len(y_train), generator=generator)
         total = 0.0
@@ -229,7 +235,7 @@ def _train_adam(model, x_train, y_train, loss_function, probe, record, curve, mo
             total += loss.detach().item() * len(batch)
         record(epoch, total / len(y_train))
         if logger and (epoch % 100 == 0 or epoch == probe.epochs):
-            logger.info("epoch %d/%d: %s", epoch, probe.epochs, curve[-1])
+            logger.info("%s %s", progress(epoch), _curve_text(curve[-1]))
         if probe.early_stopping:
             score = curve[-1][f"{monitored}_top1"]
             if score > best[0]:
@@ -346,7 +352,9 @@ def main(snakemake) -> None:  # pragma: no cover - the Snakemake edge
         split=read_provenance(snakemake.input.assignment)["settings"],
         wildcards=dict(snakemake.wildcards),
     )
-    metrics = {**result["metrics"], "provenance": provenance}
+    transfer = dataset_provenance.get("transfer")
+    variants = dict(transfer) if transfer else {"train": [snakemake.wildcards.variant], "test": snakemake.wildcards.variant}
+    metrics = {**result["metrics"], "variants": variants, "provenance": provenance}
     logger.info("top-1 %.4f top-5 %.4f (%s)", metrics["top1"], metrics["top5"], dict(snakemake.wildcards))
     matrix = confusion(result["labels"], result["scores"].argmax(axis=1), len(result["class_names"]))
     confusion_frame = pd.DataFrame(matrix, index=result["class_names"], columns=result["class_names"])

@@ -13,14 +13,15 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
-from workflow_scripts.embeddings_table import embeddings_to_table
+from workflow_scripts.code_graph import module_digest
 from workflow_scripts.embedders import Embedder, build_embedder
 from workflow_scripts.embedders.registry import RUNTIME_ONLY_SETTINGS
+from workflow_scripts.embeddings_table import embeddings_to_table
 from workflow_scripts.io_utils import read_provenance, sha256_file, write_parquet_atomic
-from workflow_scripts.job_log import job_logger
+from workflow_scripts.job_log import Progress, job_logger
 from workflow_scripts.piece_cache import PieceCache
-from workflow_scripts.provenance import package_versions, provenance_record, source_digest
-from workflow_scripts.render import read_snippet_audio
+from workflow_scripts.provenance import package_versions, provenance_record
+from workflow_scripts.snippet_audio import read_snippet_audio
 
 
 def embed_piece(embedder: Embedder, manifest_path: Path, audio_path: Path):
@@ -49,6 +50,7 @@ def embed_batch(
     """Embed each ``{"piece_id", "manifest", "audio", "shard"}``; returns counts."""
     cache = PieceCache(cache_root, f"embed-{embedder_name}")
     counts = {"computed": 0, "restored": 0}
+    progress = Progress(len(pieces), "piece")
     embedder: Embedder | None = None
     started_batch = time.perf_counter()
     for number, piece in enumerate(pieces, start=1):
@@ -61,12 +63,12 @@ def embed_batch(
                 "audio_sha256": sha256_file(audio_path),
                 "embedder": embedder_name,
                 "settings": {key: value for key, value in settings.items() if key not in RUNTIME_ONLY_SETTINGS},
-                "code": source_digest(),
+                "code": module_digest(__name__),
             }
         )
         if cache.restore(key, {"parquet": shard}):
             counts["restored"] += 1
-            logger.info("[%d/%d] %s: unchanged, restored from cache", number, len(pieces), piece["piece_id"])
+            logger.info("%s %s: unchanged, restored from cache", progress(number), piece["piece_id"])
             continue
         if embedder is None:
             loaded = time.perf_counter()
@@ -94,8 +96,8 @@ def embed_batch(
         cache.store(key, {"parquet": shard})
         counts["computed"] += 1
         logger.info(
-            "[%d/%d] %s: %d snippets embedded in %.2f s",
-            number, len(pieces), piece["piece_id"], table.num_rows, time.perf_counter() - started,
+            "%s %s: %d snippets embedded in %.2f s",
+            progress(number), piece["piece_id"], table.num_rows, time.perf_counter() - started,
         )
     logger.info("batch of %d pieces in %.1f s: %s", len(pieces), time.perf_counter() - started_batch, counts)
     return counts

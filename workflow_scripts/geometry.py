@@ -10,8 +10,6 @@ is the classifier; if it is near 0.5, it is the embedding.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score

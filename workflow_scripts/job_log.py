@@ -1,23 +1,77 @@
-"""Logging for Snakemake jobs: to the rule's log file and to stderr."""
+"""Logging for Snakemake jobs: to the rule's log file and to stderr, with progress lines."""
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import sys
+import time
 from pathlib import Path
+from typing import Callable
+
+PACKAGE_LOGGER = "chorale_id"
+_FORMAT = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 def job_logger(stage: str, log_path: str | Path | None) -> logging.Logger:
-    logger = logging.getLogger(f"chorale_id.{stage}")
+    """The stage's logger; the package logger writes to stderr and to ``log_path``.
+
+    Calling it again with the same log path (the edge wrapper, then the stage's own
+    code) reuses the open handlers rather than truncating the log.
+    """
+    root = logging.getLogger(PACKAGE_LOGGER)
+    target = str(Path(log_path).resolve()) if log_path else None
+    if getattr(root, "_chorale_log_path", "unset") != target:
+        for handler in root.handlers:
+            handler.close()
+        root.handlers.clear()
+        root.setLevel(logging.INFO)
+        root.propagate = False
+        handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+        if target:
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
+            handlers.append(logging.FileHandler(target, mode="w", encoding="utf-8"))
+        for handler in handlers:
+            handler.setFormatter(_FORMAT)
+            root.addHandler(handler)
+        root._chorale_log_path = target  # type: ignore[attr-defined]
+    logger = logging.getLogger(f"{PACKAGE_LOGGER}.{stage}")
     logger.setLevel(logging.INFO)
-    logger.handlers.clear()
-    logger.propagate = False
-    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if log_path:
-        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_path, mode="w", encoding="utf-8"))
-    for handler in handlers:
-        handler.setFormatter(formatter)
-        logger.addHandler(handler)
     return logger
+
+
+def where_this_runs() -> str:
+    """Host and, inside a SLURM allocation, the SLURM job id (read by the cluster test)."""
+    slurm_job = os.environ.get("SLURM_JOB_ID")
+    return socket.gethostname() + (f" in SLURM job {slurm_job}" if slurm_job else " outside SLURM")
+
+
+def run_job(stage: str, main: Callable, snakemake) -> None:  # pragma: no cover - the Snakemake edge
+    """Run a stage's ``main`` with its start, end and any traceback in the rule's log."""
+    logger = job_logger(stage, snakemake.log[0] if len(snakemake.log) else None)
+    logger.info("rule %s started on %s, %d thread(s)", snakemake.rule, where_this_runs(), snakemake.threads)
+    started = time.perf_counter()
+    try:
+        main(snakemake)
+    except Exception:
+        logger.exception("rule %s failed after %.1f s", snakemake.rule, time.perf_counter() - started)
+        raise
+    logger.info("rule %s finished in %.1f s", snakemake.rule, time.perf_counter() - started)
+
+
+class Progress:
+    """tqdm's progress meter (done/total, rate, elapsed and remaining time) as log text.
+
+    Jobs log one line per unit of work rather than redrawing a bar, so the meter is
+    readable in a rule's log file and in a cluster job's output.
+    """
+
+    def __init__(self, total: int, unit: str):
+        self.total, self.unit, self.started = total, unit, time.perf_counter()
+
+    def __call__(self, done: int) -> str:
+        from tqdm import tqdm
+
+        elapsed = time.perf_counter() - self.started
+        return tqdm.format_meter(done, self.total, elapsed, unit=self.unit, ascii=True, ncols=72).strip()

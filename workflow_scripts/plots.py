@@ -93,6 +93,23 @@ def plot_distance_histograms(samples: dict[str, tuple[np.ndarray, np.ndarray]], 
     _save(figure, destination)
 
 
+def plot_representation_distances(samples: dict[str, tuple[np.ndarray, np.ndarray]], rows: list[dict], destination, title: str) -> None:
+    """Held-out same-piece vs different-piece cosine distances, one panel per representation."""
+    auc = {row["representation"]: row["auc_cosine"] for row in rows}
+    figure, axes = plt.subplots(1, len(samples), figsize=(3.6 * len(samples), 3.2), squeeze=False)
+    for axis, (name, (same, different)) in zip(axes[0], samples.items()):
+        largest = max(different.max() if len(different) else 0.0, same.max() if len(same) else 0.0)
+        bins = np.linspace(0.0, max(largest, 1e-6), 50)
+        axis.hist(different, bins=bins, density=True, alpha=0.55, label="different piece")
+        axis.hist(same, bins=bins, density=True, alpha=0.55, label="same piece")
+        axis.set_title(f"{name}: AUC {auc[name]:.3f}", fontsize=9)
+        axis.set_xlabel("cosine distance")
+    axes[0][0].set_ylabel("density")
+    axes[0][0].legend(fontsize=7)
+    figure.suptitle(f"held-out pieces, before and after learned projections: {title}", fontsize=9)
+    _save(figure, destination)
+
+
 def plot_layer_curve(per_layer: pd.DataFrame, destination, title: str) -> None:
     layers = per_layer[per_layer.layer != "mean"]
     figure, axis = plt.subplots(figsize=(6, 3.6))

@@ -16,31 +16,15 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import soundfile
 
-from workflow_scripts.io_utils import atomic_path, read_provenance, sha256_file, write_parquet_atomic
-from workflow_scripts.job_log import job_logger
+from workflow_scripts.code_graph import module_digest
+from workflow_scripts.io_utils import sha256_file, write_parquet_atomic
+from workflow_scripts.job_log import Progress, job_logger
 from workflow_scripts.piece_cache import PieceCache
-from workflow_scripts.provenance import package_versions, provenance_record, source_digest
+from workflow_scripts.provenance import package_versions, provenance_record
 from workflow_scripts.segment import ScoreError, events_in_window, parse_score, snippet_windows
+from workflow_scripts.snippet_audio import MANIFEST_SCHEMA, write_audio
 from workflow_scripts.synth import FluidSynthRenderer
-
-AUDIO_SUBTYPE = "PCM_24"
-MANIFEST_SCHEMA = pa.schema(
-    [
-        ("snippet_id", pa.string()),
-        ("piece_id", pa.string()),
-        ("snippet_index", pa.int32()),
-        ("first_measure", pa.int32()),
-        ("stop_measure", pa.int32()),
-        ("first_measure_number", pa.int32()),
-        ("last_measure_number", pa.int32()),
-        ("start_s", pa.float64()),
-        ("end_s", pa.float64()),
-        ("sample_offset", pa.int64()),
-        ("num_samples", pa.int64()),
-    ]
-)
 
 
 @dataclass(frozen=True)
@@ -125,16 +109,6 @@ def render_piece(source: Path, piece_id: str, settings: RenderSettings, renderer
     return audio, pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA), facts
 
 
-def write_audio(audio: np.ndarray, sample_rate: int, destination: Path) -> int:
-    """Write 24-bit FLAC; returns how many samples had to be clipped to [-1, 1]."""
-    clipped = int(np.count_nonzero(np.abs(audio) > 1.0))
-    with atomic_path(destination) as temporary:
-        soundfile.write(
-            temporary, np.clip(audio, -1.0, 1.0), sample_rate, subtype=AUDIO_SUBTYPE, format="FLAC"
-        )
-    return clipped
-
-
 def render_batch(
     pieces: list[dict[str, str]],
     settings: RenderSettings,
@@ -146,6 +120,7 @@ def render_batch(
     soundfont_sha256 = sha256_file(soundfont)
     cache = PieceCache(cache_root, "render")
     counts = {"computed": 0, "restored": 0, "excluded": 0}
+    progress = Progress(len(pieces), "piece")
     renderer = None
     try:
         for number, piece in enumerate(pieces, start=1):
@@ -158,12 +133,12 @@ def render_batch(
                     "source_sha256": source_sha256,
                     "settings": settings.as_dict(),
                     "soundfont_sha256": soundfont_sha256,
-                    "code": source_digest(),
+                    "code": module_digest(__name__),
                 }
             )
             if cache.restore(key, outputs):
                 counts["restored"] += 1
-                logger.info("[%d/%d] %s: unchanged, restored from cache", number, len(pieces), piece["piece_id"])
+                logger.info("%s %s: unchanged, restored from cache", progress(number), piece["piece_id"])
                 continue
             if renderer is None:
                 renderer = FluidSynthRenderer(soundfont, settings.sample_rate, settings.gain)
@@ -184,30 +159,20 @@ def render_batch(
                 audio, manifest = np.zeros(0, dtype=np.float32), MANIFEST_SCHEMA.empty_table()
                 provenance.update(status="excluded", reason=str(error), piece={})
                 counts["excluded"] += 1
-                logger.warning("[%d/%d] %s excluded: %s (%s)", number, len(pieces), piece["piece_id"], error, source)
+                logger.warning("%s excluded: %s (%s)", piece["piece_id"], error, source)
             provenance["clipped_samples"] = write_audio(audio, settings.sample_rate, outputs["flac"])
             write_parquet_atomic(manifest, outputs["snippets.parquet"], provenance)
             cache.store(key, outputs)
             counts["computed"] += 1
             logger.info(
-                "[%d/%d] %s: %d snippets, %.1f s of audio in %.2f s",
-                number, len(pieces), piece["piece_id"], manifest.num_rows,
+                "%s %s: %d snippets, %.1f s of audio in %.2f s",
+                progress(number), piece["piece_id"], manifest.num_rows,
                 len(audio) / settings.sample_rate, time.perf_counter() - started,
             )
     finally:
         if renderer is not None:
             renderer.close()
     return counts
-
-
-def read_snippet_audio(audio_path: str | Path, manifest: pa.Table) -> list[np.ndarray]:
-    """The snippets of a rendered piece, as float32 arrays in manifest order."""
-    if manifest.num_rows == 0:  # an excluded piece: its audio file holds no frames
-        return []
-    audio, _ = soundfile.read(audio_path, dtype="float32", always_2d=False)
-    offsets = manifest.column("sample_offset").to_pylist()
-    lengths = manifest.column("num_samples").to_pylist()
-    return [audio[offset : offset + length] for offset, length in zip(offsets, lengths)]
 
 
 def main(snakemake) -> None:  # pragma: no cover - the Snakemake edge

@@ -99,7 +99,7 @@ def best_probe_section(summary: pd.DataFrame, folders: dict[tuple[str, ...], Pat
 
 
 def retrieval_section(paths: list[str]) -> str:
-    rows = []
+    rows, figures, notes = [], [], []
     for path in paths:
         metrics = json.loads(Path(path).read_text())
         wildcards = metrics["provenance"]["wildcards"]
@@ -111,15 +111,49 @@ def retrieval_section(paths: list[str]) -> str:
                     "MAP": result["map"], "MAP 95% CI": "{:.3f}-{:.3f}".format(*result["map_ci95"]),
                     "MR1": result["mr1"], "MRR": result["mrr"],
                     "HR@1": result["hr@1"], "HR@5": result["hr@5"], "HR@10": result["hr@10"],
+                    "AUC same piece (cosine)": result.get("auc_cosine", float("nan")),
                     "queries": result["queries"], "held-out pieces": metrics["held_out_pieces"],
                 }
+            )
+        figure = Path(path).parent / "distances.png"
+        if figure.exists():
+            figures.append(image_tag(figure, f"held-out distances {'/'.join(wildcards.values())}"))
+        head = metrics.get("metric_head")
+        if head:
+            notes.append(
+                f"{'/'.join(wildcards.values())}: metric head trained on {head['training_pieces']} pieces, epoch "
+                f"{head['selected_epoch']} of {head['epochs_run']} chosen on {head['selected_on']}"
+                + (f" (validation MAP {head['validation_map']:.3f})" if head.get("validation_map") is not None else "")
             )
     if not rows:
         return "<h2>Retrieval on held-out pieces</h2><p>No open-set split configured (add by_piece to splits.names).</p>"
     return (
         "<h2>Retrieval on held-out pieces</h2><p class='note'>Each held-out snippet queries all other held-out "
         "snippets by cosine similarity; relevant = same piece. raw: the embeddings; standardized: training-piece "
-        "statistics; lda: a projection learned on training pieces only.</p>" + table_html(pd.DataFrame(rows), "{:.3f}")
+        "statistics; lda: a projection learned on training pieces only; metric_head: a projection trained with a "
+        "supervised contrastive loss on training pieces, its epoch chosen on validation pieces. The AUC says how well "
+        "cosine distance separates same-piece from different-piece pairs among the held-out snippets: the geometry "
+        "before and after learning.</p>" + table_html(pd.DataFrame(rows), "{:.3f}")
+        + "".join(f"<p class='note'>{html.escape(note)}</p>" for note in notes) + "".join(figures)
+    )
+
+
+def variants_section(summary: pd.DataFrame) -> str:
+    """Top-1 on each test variant: trained on it (within) beside trained on other renderings."""
+    rows = summary[summary.split == "by_snippet"].copy()
+    if rows.test_variant.nunique() < 2 and (rows.train_variants == rows.test_variant).all():
+        return ""  # one rendering, no transfer: nothing to compare
+    rows["trained on"] = rows.train_variants.where(rows.train_variants != rows.test_variant, rows.test_variant + " (within)")
+    rows["top-1"] = rows.top1
+    rows["top-1 95% CI"] = rows.top1_ci95
+    rows["top-5"] = rows.top5
+    table = rows[["embedder", "probe", "test_variant", "trained on", "top-1", "top-1 95% CI", "top-5", "train_snippets", "test_snippets"]]
+    table = table.sort_values(["embedder", "probe", "test_variant", "trained on"], kind="stable")
+    return (
+        "<h2>Across rendering variants</h2><p class='note'>by_snippet on each test variant: the same test snippets, "
+        "scored by a probe trained on the test variant's own rendering (within) or only on other renderings "
+        "(a transfer; several training variants is augmentation). A drop from within to across is how much the "
+        "embedding identifies the sound rather than the piece.</p>" + table_html(table, "{:.4f}")
     )
 
 
@@ -205,6 +239,7 @@ def build_report(inputs: dict[str, Any], output_folder: Path, comparison_png: Pa
         "<h2>Comparison of probes</h2>",
         image_tag(comparison_png, "comparison"),
         table_html(shown),
+        variants_section(summary),
         best_probe_section(summary, probe_folders(inputs["metrics"]), output_folder),
         retrieval_section(inputs["retrieval"]),
         geometry_section(inputs["geometry"]),

@@ -8,8 +8,11 @@ held-out snippet cannot be scored and are counted. Intervals are percentile boot
 over queries.
 
 Representations: ``raw`` embeddings, ``standardized`` with statistics of the training
-pieces, and ``lda``, a linear projection learned on the training pieces only (scikit-
-learn's shrinkage LDA), so a learned projection is judged on pieces it never saw.
+pieces, ``lda``, a linear projection learned on the training pieces only (scikit-
+learn's shrinkage LDA), and ``metric_head``, a projection trained with a supervised
+contrastive loss (workflow_scripts/metric_learning.py), so learned projections are judged
+on pieces they never saw. For each, the ROC AUC of "same piece" from cosine and Euclidean
+distance among the held-out snippets shows the geometry before and after learning.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score
 
+from workflow_scripts.metric_learning import HeadSettings
 from workflow_scripts.metrics import bootstrap_ci
 
 HITS_AT = (1, 5, 10)
@@ -62,10 +66,22 @@ def summarise_queries(per_query: pd.DataFrame, queries_total: int, resamples: in
     return summary
 
 
-def representations(train: np.ndarray, train_labels: np.ndarray, held_out: np.ndarray, seed: int) -> dict[str, np.ndarray]:
-    """Held-out vectors in each representation, fitted on training pieces only."""
+def representations(
+    vectors: np.ndarray,
+    pieces: np.ndarray,
+    roles: np.ndarray,
+    head_settings: HeadSettings | None = None,
+    logger=None,
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Held-out vectors in each representation, fitted on training pieces only.
+
+    ``standardized`` and ``lda`` are fitted on the train and validation pieces; the metric
+    head trains on the train pieces and picks its epoch on the validation pieces.
+    """
     from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
+    training = np.isin(roles, ("train", "validation"))
+    train, train_labels, held_out = vectors[training], pieces[training], vectors[roles == "test"]
     mean, std = train.mean(axis=0), train.std(axis=0)
     std = np.where(std > 1e-12, std, 1.0)
     standardized = (held_out - mean) / std
@@ -76,24 +92,54 @@ def representations(train: np.ndarray, train_labels: np.ndarray, held_out: np.nd
         lda = LinearDiscriminantAnalysis(solver="eigen", shrinkage="auto", n_components=components)
         lda.fit((train - mean) / std, train_labels)
         result["lda"] = lda.transform(standardized)
-    return result
+    head_facts: dict[str, Any] = {}
+    if head_settings is not None and head_settings.enabled:
+        from workflow_scripts.metric_learning import project, train_head
+
+        fit, select = roles == "train", roles == "validation"
+        head, history, head_facts = train_head(vectors[fit], pieces[fit], vectors[select], pieces[select], head_settings, logger)
+        result["metric_head"] = project(head, held_out)
+        head_facts["history"] = history
+    return result, head_facts
 
 
-def evaluate_retrieval(vectors: np.ndarray, pieces: np.ndarray, roles: np.ndarray, resamples: int, seed: int) -> tuple[pd.DataFrame, dict[str, Any]]:
-    training = np.isin(roles, ("train", "validation"))
+def evaluate_retrieval(
+    vectors: np.ndarray,
+    pieces: np.ndarray,
+    roles: np.ndarray,
+    resamples: int,
+    seed: int,
+    head_settings: HeadSettings | None = None,
+    logger=None,
+) -> tuple[pd.DataFrame, dict[str, Any], dict[str, Any]]:
+    """Per-query table, summary (one row per representation) and, for figures, the
+    held-out distance samples per representation and the metric head's history."""
+    from workflow_scripts.geometry import layer_geometry
+
     held_out = roles == "test"
     if not held_out.any():
         raise ValueError("the split holds out no piece (no test role): retrieval needs held-out pieces")
-    spaces = representations(vectors[training], pieces[training], vectors[held_out], seed)
-    rows, tables = [], []
+    spaces, head_facts = representations(vectors, pieces, roles, head_settings, logger)
+    rows, tables, distance_samples = [], [], {}
     for name, space in spaces.items():
         per_query = per_query_metrics(cosine_similarities(space), pieces[held_out])
         per_query.insert(0, "representation", name)
         tables.append(per_query)
-        rows.append({"representation": name, **summarise_queries(per_query, int(held_out.sum()), resamples, seed)})
+        geometry, samples = layer_geometry(space, pieces[held_out])
+        distance_samples[name] = samples["cosine"]
+        rows.append({
+            "representation": name,
+            **summarise_queries(per_query, int(held_out.sum()), resamples, seed),
+            "auc_cosine": geometry["auc_cosine"],
+            "auc_euclidean": geometry["auc_euclidean"],
+        })
+    training = np.isin(roles, ("train", "validation"))
     summary = {"held_out_pieces": int(len(np.unique(pieces[held_out]))), "held_out_snippets": int(held_out.sum()),
                "training_pieces": int(len(np.unique(pieces[training]))), "results": rows}
-    return pd.concat(tables, ignore_index=True), summary
+    history = head_facts.pop("history", None)
+    if head_facts:
+        summary["metric_head"] = head_facts
+    return pd.concat(tables, ignore_index=True), summary, {"distance_samples": distance_samples, "head_history": history}
 
 
 def main(snakemake) -> None:  # pragma: no cover - the Snakemake edge
@@ -102,10 +148,18 @@ def main(snakemake) -> None:  # pragma: no cover - the Snakemake edge
 
     from workflow_scripts.classify import select_layer
     from workflow_scripts.embeddings_table import table_to_embeddings
-    from workflow_scripts.io_utils import read_provenance, write_json_atomic, write_parquet_atomic
+    from workflow_scripts.io_utils import read_provenance, write_json_atomic, write_parquet_atomic, write_tsv_atomic
+    from workflow_scripts.job_log import job_logger
+    from workflow_scripts.plots import plot_representation_distances
     from workflow_scripts.provenance import provenance_record
 
+    logger = job_logger("retrieval", snakemake.log[0])
     settings = snakemake.params.settings
+    head_settings = HeadSettings.from_config(settings["metric_head"])
+    if head_settings.enabled:
+        import torch
+
+        torch.set_num_threads(snakemake.threads)
     embedder = read_provenance(snakemake.input.dataset)["embedder"]
     table = pq.read_table(snakemake.input.dataset)
     vectors = select_layer(table_to_embeddings(table, embedder["layers"], embedder["dim"]), settings["layer"])[:, 0, :]
@@ -113,8 +167,17 @@ def main(snakemake) -> None:  # pragma: no cover - the Snakemake edge
     snippet_ids = table.column("snippet_id").to_pylist()
     roles = assignment.role.reindex(snippet_ids).fillna("unassigned").to_numpy()
     pieces = np.array(table.column("piece_id").to_pylist())
-    per_query, summary = evaluate_retrieval(vectors, pieces, roles, settings["bootstrap_resamples"], settings["seed"])
+    per_query, summary, figures = evaluate_retrieval(
+        vectors, pieces, roles, settings["bootstrap_resamples"], settings["seed"], head_settings, logger
+    )
     per_query["snippet_id"] = np.array(snippet_ids)[roles == "test"][per_query["query"].to_numpy()]
     provenance = provenance_record("retrieval", settings, embedder=embedder, wildcards=dict(snakemake.wildcards))
     write_json_atomic(snakemake.output.metrics, {**summary, "provenance": provenance})
     write_parquet_atomic(pa.Table.from_pandas(per_query, preserve_index=False), snakemake.output.per_query, provenance)
+    history = figures["head_history"]
+    write_tsv_atomic(history if history is not None else pd.DataFrame(columns=["epoch", "loss", "validation_map"]),
+                     snakemake.output.head_curve)
+    title = " / ".join(dict(snakemake.wildcards).values())
+    plot_representation_distances(figures["distance_samples"], summary["results"], snakemake.output.distances_png, title)
+    for row in summary["results"]:
+        logger.info("%s: MAP %.4f, MR1 %.2f, AUC %.3f", row["representation"], row["map"], row["mr1"], row["auc_cosine"])

@@ -15,11 +15,14 @@ FIGURE_COLUMNS = [
     "per_class_mean", "per_class_median", "classes_at_0", "classes_at_100", "classes", "train_snippets",
     "validation_snippets", "test_snippets", "dropped_overlap_snippets", "selected_step", "train_seconds",
 ]
-COLUMNS = ["embedder", "variant", "split", "probe", *SETTING_COLUMNS, *FIGURE_COLUMNS]
+COLUMNS = ["embedder", "variant", "split", "probe", "train_variants", "test_variant", *SETTING_COLUMNS, *FIGURE_COLUMNS]
 
 
 def summary_row(metrics: dict) -> dict:
     row = {**metrics["provenance"]["wildcards"]}
+    # Within a variant both are the variant; a transfer (workflow_scripts/transfer.py) differs.
+    variants = metrics.get("variants") or {"train": [row["variant"]], "test": row["variant"]}
+    row.update(train_variants="+".join(variants["train"]), test_variant=variants["test"])
     row.update({column: metrics["probe"].get(column) for column in SETTING_COLUMNS})
     row.update({column: metrics.get(column) for column in FIGURE_COLUMNS})
     for key in ("top1_ci95", "top5_ci95"):

@@ -1,0 +1,124 @@
+"""The declared environments match the code: conda env per rule, pyproject, lint."""
+
+from __future__ import annotations
+
+import functools
+import re
+import subprocess
+import sys
+import tomllib
+from importlib.metadata import packages_distributions
+from pathlib import Path
+
+import pytest
+import yaml
+from workflow_runner import REPO_ROOT
+
+from workflow_scripts.code_graph import module_digest, module_path, third_party_imports, workflow_closure
+
+# conda-forge names that differ from the PyPI distribution's.
+CONDA_NAME = {"torch": "pytorch", "soundfile": "pysoundfile"}
+RULE_START = re.compile(r"^\s*rule\b", re.MULTILINE)
+WORKFLOW_IMPORT = re.compile(r"^\s*from (workflow_scripts[\w.]*) import|^\s*import (workflow_scripts[\w.]*)", re.MULTILINE)
+
+
+@functools.cache
+def _installed_distributions() -> dict[str, list[str]]:
+    return packages_distributions()
+
+
+@functools.cache
+def distribution_of(import_name: str) -> str:
+    distributions = _installed_distributions().get(import_name)
+    assert distributions, f"no installed distribution provides `import {import_name}`"
+    return distributions[0].lower().replace("_", "-")
+
+
+def conda_dependencies(env_file: Path) -> set[str]:
+    dependencies = yaml.safe_load(env_file.read_text())["dependencies"]
+    return {re.split(r"[<>=! ]", entry)[0].lower().replace("_", "-") for entry in dependencies if isinstance(entry, str)}
+
+
+def third_party_of_text(text: str) -> set[str]:
+    """Third-party imports of the workflow modules that a file's text imports."""
+    found: set[str] = set()
+    for match in WORKFLOW_IMPORT.finditer(text):
+        module = match.group(1) or match.group(2)
+        if module_path(module) is not None:
+            found |= third_party_imports(module)
+    return found
+
+
+def rule_blocks() -> list[tuple[str, str]]:
+    """(file, text of one rule definition) for every rule of every .smk file."""
+    blocks = []
+    for smk in sorted((REPO_ROOT / "rules").glob("*.smk")):
+        text = smk.read_text()
+        starts = [match.start() for match in RULE_START.finditer(text)] + [len(text)]
+        blocks += [(smk.name, text[start:end]) for start, end in zip(starts, starts[1:])]
+    return blocks
+
+
+def test_every_rule_with_code_has_a_conda_env_that_declares_its_imports():
+    checked = 0
+    for smk, block in rule_blocks():
+        script = re.search(r'script:\s*"\.\./(workflow_scripts/edges/\w+\.py)"', block)
+        if script is None:
+            continue
+        conda = re.search(r'conda:\s*"\.\./(envs/[\w-]+\.yaml)"', block)
+        assert conda, f"a rule in rules/{smk} runs {script.group(1)} but declares no conda env"
+        declared = conda_dependencies(REPO_ROOT / conda.group(1))
+        needed = third_party_of_text((REPO_ROOT / script.group(1)).read_text())
+        missing = {
+            name for name in needed
+            if CONDA_NAME.get(distribution_of(name), distribution_of(name)) not in declared
+        }
+        assert not missing, f"{conda.group(1)} lacks {sorted(missing)}, imported by {script.group(1)} (rules/{smk})"
+        checked += 1
+    assert checked == sum(path.read_text().count("script:") for path in (REPO_ROOT / "rules").glob("*.smk"))
+
+
+def test_the_workflow_env_declares_what_the_snakefile_imports():
+    text = "\n".join(path.read_text() for path in [REPO_ROOT / "Snakefile", *(REPO_ROOT / "rules").glob("*.smk")])
+    needed = third_party_of_text(text)
+    declared = conda_dependencies(REPO_ROOT / "envs/workflow.yaml")
+    missing = {name for name in needed if CONDA_NAME.get(distribution_of(name), distribution_of(name)) not in declared}
+    assert not missing, f"envs/workflow.yaml lacks {sorted(missing)}"
+
+
+def test_pyproject_declares_every_third_party_import():
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    declared = {re.split(r"[<>=!~\[ ;]", requirement)[0].lower().replace("_", "-") for requirement in project["dependencies"]}
+    modules = {
+        f"workflow_scripts.{path.relative_to(REPO_ROOT / 'workflow_scripts').with_suffix('').as_posix().replace('/', '.')}"
+        for path in (REPO_ROOT / "workflow_scripts").rglob("*.py")
+        if path.parent.name != "edges" and path.name != "__init__.py"
+    }
+    needed = set().union(*(third_party_imports(module) for module in modules))
+    missing = {name for name in needed if distribution_of(name) not in declared}
+    assert not missing, f"pyproject.toml's dependencies lack {sorted(missing)}"
+
+
+def test_the_import_walk_follows_lazy_imports_inside_functions():
+    # The MERT embedder is imported inside a function of the registry; the walk must see it.
+    assert "workflow_scripts.embedders.mert" in workflow_closure("workflow_scripts.embed")
+    assert {"torch", "transformers"} <= third_party_imports("workflow_scripts.embed")
+    assert "music21" not in third_party_imports("workflow_scripts.embed")
+
+
+def test_a_stage_cache_key_covers_its_own_code_only():
+    # Editing the report or a probe must not re-render or re-embed every piece.
+    for stage in ("workflow_scripts.render", "workflow_scripts.embed"):
+        assert not {"workflow_scripts.report", "workflow_scripts.classify"} & workflow_closure(stage)
+    assert "workflow_scripts.segment" in workflow_closure("workflow_scripts.render")
+    assert module_digest("workflow_scripts.render") != module_digest("workflow_scripts.embed")
+
+
+@pytest.mark.workflow
+def test_snakemake_lint_is_clean():
+    completed = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--lint"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300
+    )
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == 0, output
+    assert "Congratulations, your workflow is in a good condition!" in output, output

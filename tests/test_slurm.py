@@ -1,0 +1,103 @@
+"""The workflow through the SLURM profile on a real single-node SLURM cluster.
+
+Opt-in (``-m slurm``): it starts slurmctld, slurmd and munged from Debian's packages,
+which needs root; `.ci/run` installs them and runs it. If the daemons cannot start, the
+test fails with the reason: it never skips.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from conftest import music21_chorale
+from mert_fixture import build_small_mert
+from slurm_cluster import start_cluster, stop_cluster
+from workflow_runner import REPO_ROOT, snakemake, write_config
+
+pytestmark = pytest.mark.slurm
+PIECES = ("bwv2.6", "bwv3.6", "bwv4.8", "bwv6.6")
+# Rules that run on the submit host (cheap gathers, the weight download, the report).
+LOCAL_RULES = {"corpus_sources", "audit", "catalog", "dataset", "split", "summary", "report", "fetch_model_mert", "all"}
+STARTED = re.compile(r"rule (\S+) started on \S+ (?:in SLURM job (\d+)|outside SLURM)")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    cluster = start_cluster(tmp_path_factory.mktemp("slurm"))
+    yield cluster
+    stop_cluster(cluster)
+
+
+def make_project(folder: Path, model: Path) -> Path:
+    (folder / "scores").mkdir(parents=True)
+    for name in PIECES:
+        shutil.copy(music21_chorale(name), folder / "scores" / f"{name}.mxl")
+    write_config(
+        folder,
+        {
+            "embedders": ["spectral", "mert"],
+            "embedder_settings": {"mert": {"local_dir": str(model), "batch_size": 4}},
+            "probes": {"linear_lbfgs_std": {"optimizer": "lbfgs", "normalization": "standardize"}},
+            "sweep": {"grid": {}},
+        },
+    )
+    return folder
+
+
+def jobs_from_logs(project: Path) -> list[tuple[str, str | None]]:
+    """(rule, SLURM job id or None) for every job, from the first line of each rule log."""
+    jobs = []
+    for log in sorted((project / "results/logs").rglob("*.log")):
+        started = STARTED.search(log.read_text())
+        assert started, f"{log} does not say where its job ran"
+        jobs.append((started.group(1), started.group(2)))
+    return jobs
+
+
+def test_the_slurm_profile_runs_every_job_through_sbatch(cluster, tmp_path):
+    model = tmp_path / "mert-model"
+    build_small_mert(model)
+    on_slurm = make_project(tmp_path / "on-slurm", model)
+    completed = snakemake(
+        on_slurm,
+        "--workflow-profile", str(REPO_ROOT / "profiles/slurm"),
+        "--slurm-no-account", "--slurm-status-command", "squeue",
+        "--default-resources", "slurm_partition=debug", "runtime=30", "mem_mb=2000",
+        "--cores", str(cluster.cpus), "--latency-wait", "5",
+        env=cluster.environment,
+        timeout=1500,
+    )
+    output = completed.stdout + completed.stderr
+    slurm_jobs = cluster.jobs()
+    print(f"{len(slurm_jobs)} SLURM submissions:", *(f"  {job}: {comment}" for job, comment in slurm_jobs.items()), sep="\n")
+
+    jobs = jobs_from_logs(on_slurm)
+    on_compute_nodes = {(rule, job) for rule, job in jobs if rule not in LOCAL_RULES}
+    assert on_compute_nodes, output[-4000:]
+    assert all(job in slurm_jobs for _, job in on_compute_nodes), (on_compute_nodes, slurm_jobs)
+    assert all(job is None for rule, job in jobs if rule in LOCAL_RULES), jobs
+    assert {"classify", "retrieval", "geometry"} <= {rule for rule, _ in on_compute_nodes}
+    # Grouping: the render and embed batches went in fewer submissions than there are batches.
+    batch_jobs = {job for rule, job in on_compute_nodes if rule.startswith(("render_", "embed_"))}
+    assert len(batch_jobs) < len([rule for rule, _ in on_compute_nodes if rule.startswith(("render_", "embed_"))])
+
+    asked_for_gpu = {job for job in slurm_jobs if "gres/gpu" in cluster.job_details(job) or "gres:gpu" in cluster.job_details(job)}
+    mert_jobs = {job for rule, job in on_compute_nodes if rule.startswith("embed_mert_")}
+    assert mert_jobs and asked_for_gpu == mert_jobs, (asked_for_gpu, mert_jobs)
+    print("GPU requested by:", *(f"  {job}: {cluster.job_details(job).split('TresPerJob=')[1].split()[0]}" for job in sorted(asked_for_gpu)), sep="\n")
+
+    locally = make_project(tmp_path / "locally", model)
+    snakemake(locally, "--cores", "2", "--resources", "gpu=1")
+    assert {rule for rule, _ in jobs_from_logs(locally)} == {rule for rule, _ in jobs}
+    for embedder in ("spectral", "mert"):
+        relative = f"results/datasets/{embedder}/piano/embeddings.parquet"
+        assert pq.read_table(on_slurm / relative).equals(pq.read_table(locally / relative)), relative
+        metrics = f"results/probes/{embedder}/piano/by_snippet/linear_lbfgs_std/metrics.json"
+        first, second = (json.loads((root / metrics).read_text()) for root in (on_slurm, locally))
+        assert (first["top1"], first["top5"]) == (second["top1"], second["top5"])
+    print("identical to a local run: datasets and metrics of", ", ".join(("spectral", "mert")))

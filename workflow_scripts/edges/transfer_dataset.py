@@ -1,0 +1,10 @@
+# Snakemake `script:` entry point: the logic lives in workflow_scripts/transfer.py.
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1]))  # noqa: F821 - the repository root
+
+from workflow_scripts.job_log import run_job  # noqa: E402
+from workflow_scripts.transfer import main_dataset  # noqa: E402
+
+run_job("transfer_dataset", main_dataset, snakemake)  # noqa: F821
