@@ -6,7 +6,7 @@ MIDI files twice on this machine:
 - cli:   ``fluidsynth -ni -F out.wav -r 24000 -g GAIN -R 0 -C 0 SF2 piece.mid`` per file
          (a fresh process per piece, reverb and chorus off as in the stage);
 - stage: ``render_batch`` on the MIDI files as a folder corpus, exactly what a render job
-         runs (music21 parsing, snippet cutting, one synthesiser per snippet, FLAC and
+         runs (reading the MIDI file, snippet cutting, one synthesiser per snippet, FLAC and
          Parquet output), with an empty piece cache.
 
 Prints seconds of audio per second for both and the ratio (target: stage >= cli).

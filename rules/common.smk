@@ -66,6 +66,11 @@ def gpu_model_resource(embedder):
 
 RENDER_BATCHES = batched(PIECES, config["render"]["pieces_per_job"])
 EMBED_BATCHES = batched(PIECES, config["embed"]["pieces_per_job"])
+RENDER_BATCH_OF = {piece: index for index, batch in enumerate(RENDER_BATCHES) for piece in batch}
+
+
+def render_batches_covering(pieces):
+    return sorted({RENDER_BATCH_OF[piece] for piece in pieces})
 
 
 # ---- paths ---------------------------------------------------------------------------
@@ -83,6 +88,24 @@ def manifest_path(variant, piece):
 
 def shard_path(embedder, variant, piece):
     return f"results/embeddings/{embedder}/{variant}/{piece}.parquet"
+
+
+# What each batch job wrote (workflow_scripts/batch_index.py): what the steps after a
+# batch depend on, instead of every piece's files.
+def render_index_path(variant, batch_index):
+    return f"results/audio/{variant}/batches/batch{batch_index:03d}.json"
+
+
+def embed_index_path(embedder, variant, batch_index):
+    return f"results/embeddings/{embedder}/{variant}/batches/batch{batch_index:03d}.json"
+
+
+def render_indexes(variant):
+    return [render_index_path(variant, index) for index in range(len(RENDER_BATCHES))]
+
+
+def embed_indexes(embedder, variant):
+    return [embed_index_path(embedder, variant, index) for index in range(len(EMBED_BATCHES))]
 
 
 def model_marker(embedder):

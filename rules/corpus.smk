@@ -21,7 +21,7 @@ rule corpus_sources:
 rule audit:
     """Groups of pieces that are the same music or share a tune (from the first variant's scores)."""
     input:
-        manifests=[manifest_path(VARIANTS[0], piece) for piece in PIECES],
+        renders=render_indexes(VARIANTS[0]),
     output:
         groups=audit_file("groups.tsv"),
         pairs=audit_file("pairs.tsv"),

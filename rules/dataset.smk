@@ -1,7 +1,7 @@
 rule catalog:
     """Gather every piece's render manifest: the piece table and all snippets."""
     input:
-        manifests=lambda wildcards: [manifest_path(wildcards.variant, piece) for piece in PIECES],
+        renders=lambda wildcards: render_indexes(wildcards.variant),
     output:
         catalog=catalog_path("{variant}"),
         snippets=snippets_path("{variant}"),
@@ -24,7 +24,7 @@ rule catalog:
 rule dataset:
     """Validate and join every embedding shard of one embedder and variant."""
     input:
-        shards=lambda wildcards: [shard_path(wildcards.embedder, wildcards.variant, piece) for piece in PIECES],
+        embeddings=lambda wildcards: embed_indexes(wildcards.embedder, wildcards.variant),
     output:
         dataset=dataset_path("{embedder}", "{variant}"),
     wildcard_constraints:

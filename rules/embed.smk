@@ -30,13 +30,15 @@ for embedder in EMBEDDERS:
                 name:
                     f"embed_{embedder}_{variant}_batch{batch_index:03d}"
                 input:
-                    manifests=[manifest_path(variant, piece) for piece in batch],
-                    audio=[audio_path(variant, piece) for piece in batch],
+                    renders=[render_index_path(variant, index) for index in render_batches_covering(batch)],
                     model=[model_marker(embedder)] if needs_weights(embedder) else [],
                 output:
+                    index=embed_index_path(embedder, variant, batch_index),  # first: see render.smk
                     shards=[shard_path(embedder, variant, piece) for piece in batch],
                 params:
                     pieces=batch,
+                    manifests=[manifest_path(variant, piece) for piece in batch],
+                    audio=[audio_path(variant, piece) for piece in batch],
                     embedder=embedder,
                     settings=embedder_settings(config, embedder),
                     cache=CACHE,

@@ -11,6 +11,9 @@ for variant in VARIANTS:
             input:
                 sources=[SOURCE_OF[piece] for piece in batch],
             output:
+                # The index first: Snakemake matches a requested file against a rule's
+                # outputs in order, and the index is what the next steps request.
+                index=render_index_path(variant, batch_index),
                 audio=[audio_path(variant, piece) for piece in batch],
                 manifests=[manifest_path(variant, piece) for piece in batch],
             params:

@@ -122,7 +122,9 @@ def main(snakemake) -> None:  # pragma: no cover - the Snakemake edge
 
     logger = job_logger("audit", snakemake.log[0])
     voices = {}
-    for path in snakemake.input.manifests:
+    from workflow_scripts.batch_index import read_batch_indexes
+
+    for path in read_batch_indexes(list(snakemake.input.renders), "manifest"):
         provenance = read_provenance(path)
         if provenance["status"] == "ok":
             voices[provenance["piece_id"]] = provenance["piece"]["voice_pitches"]

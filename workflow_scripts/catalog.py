@@ -44,7 +44,9 @@ def build_catalog(manifest_paths: list[str | Path]) -> tuple[pd.DataFrame, pa.Ta
 
 
 def main(snakemake) -> None:  # pragma: no cover - the Snakemake edge
-    catalog, snippets, render = build_catalog(list(snakemake.input.manifests))
+    from workflow_scripts.batch_index import read_batch_indexes
+
+    catalog, snippets, render = build_catalog(read_batch_indexes(list(snakemake.input.renders), "manifest"))
     write_tsv_atomic(catalog, snakemake.output.catalog)
     write_parquet_atomic(
         snippets,

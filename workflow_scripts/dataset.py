@@ -73,7 +73,10 @@ def gather_shards(shard_paths: list[str | Path], embedder_name: str) -> tuple[pa
 
 
 def main(snakemake) -> None:  # pragma: no cover - the Snakemake edge
-    dataset, summary = gather_shards(list(snakemake.input.shards), snakemake.wildcards.embedder)
+    from workflow_scripts.batch_index import read_batch_indexes
+
+    shards = read_batch_indexes(list(snakemake.input.embeddings), "shard")
+    dataset, summary = gather_shards(shards, snakemake.wildcards.embedder)
     write_parquet_atomic(
         dataset,
         snakemake.output.dataset,

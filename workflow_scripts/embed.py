@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
+from workflow_scripts.batch_index import write_batch_index
 from workflow_scripts.code_graph import module_digest
 from workflow_scripts.embedders import Embedder, build_embedder
 from workflow_scripts.embedders.registry import RUNTIME_ONLY_SETTINGS
@@ -108,8 +109,9 @@ def main(snakemake) -> None:  # pragma: no cover - the Snakemake edge
     pieces = [
         {"piece_id": piece_id, "manifest": manifest, "audio": audio, "shard": shard}
         for piece_id, manifest, audio, shard in zip(
-            snakemake.params.pieces, snakemake.input.manifests, snakemake.input.audio, snakemake.output.shards
+            snakemake.params.pieces, snakemake.params.manifests, snakemake.params.audio, snakemake.output.shards
         )
     ]
     embed_batch(pieces, snakemake.params.embedder, snakemake.params.settings, Path(snakemake.params.cache), logger)
+    write_batch_index(snakemake.output.index, "embed", [{"piece_id": piece["piece_id"], "shard": piece["shard"]} for piece in pieces])
 

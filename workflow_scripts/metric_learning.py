@@ -29,9 +29,11 @@ class HeadSettings:
     hidden: int = 512
     dim: int = 128
     temperature: float = 0.1
-    learning_rate: float = 1e-3
-    weight_decay: float = 1e-4
-    dropout: float = 0.1
+    # Chosen on validation-piece MAP (spectral, by_piece) among seven settings of learning
+    # rate, weight decay, dropout, temperature and a linear head; see the README.
+    learning_rate: float = 3e-4
+    weight_decay: float = 1e-2
+    dropout: float = 0.5
     epochs: int = 200
     patience: int = 30
     pieces_per_batch: int = 32

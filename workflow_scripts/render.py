@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from workflow_scripts.batch_index import write_batch_index
 from workflow_scripts.code_graph import module_digest
 from workflow_scripts.io_utils import sha256_file, write_parquet_atomic
 from workflow_scripts.job_log import Progress, job_logger
@@ -191,4 +192,7 @@ def main(snakemake) -> None:  # pragma: no cover - the Snakemake edge
         logger,
     )
     logger.info("batch done: %s", counts)
+    write_batch_index(snakemake.output.index, "render", [
+        {"piece_id": piece["piece_id"], "audio": piece["audio"], "manifest": piece["manifest"]} for piece in pieces
+    ])
 

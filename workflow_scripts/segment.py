@@ -117,12 +117,22 @@ def score_key(parsed) -> str:
         return ""
 
 
+MIDI_SUFFIXES = (".mid", ".midi")
+
+
 def parse_score(path: str | Path, tempo_qpm: float) -> ParsedScore:
-    """Read a score with music21 into measure timings and note events.
+    """Read a score into measure timings and note events: MIDI files directly (mido),
+    every other format with music21.
 
     Raises :class:`ScoreError` with the reason when the file does not parse or holds
     no measures or notes.
     """
+    if Path(path).suffix.lower() in MIDI_SUFFIXES:
+        return parse_midi(path, tempo_qpm)
+    return parse_with_music21(path, tempo_qpm)
+
+
+def parse_with_music21(path: str | Path, tempo_qpm: float) -> ParsedScore:
     import music21
 
     try:
@@ -176,6 +186,112 @@ def parse_score(path: str | Path, tempo_qpm: float) -> ParsedScore:
         parts=len(parts),
         measure_starts_s=measure_starts_s,
         measure_numbers=measure_numbers,
+        events=events,
+        voice_pitches=voice_pitches,
+    )
+
+
+# ---- MIDI -----------------------------------------------------------------------------
+# music21 turns a MIDI file into a notated score (quantising onsets, making measures and
+# rests, estimating the key), which costs most of a render job's time and is not needed
+# to play the file. MIDI files are therefore read directly: each track with notes is a
+# voice, notes keep their exact ticks, and bar lines follow the file's time signatures
+# (4/4 where it declares none). Times use the fixed tempo, as for every other format.
+
+
+@dataclass(frozen=True)
+class _MidiNote:
+    start_tick: int
+    end_tick: int
+    key: int
+
+
+def _track_notes(track) -> list[_MidiNote]:
+    """Notes of one track; a note-off (or note-on at velocity 0) ends the earliest
+    sounding note of that key and channel."""
+    tick, sounding, notes = 0, {}, []
+    for message in track:
+        tick += message.time
+        if message.type == "note_on" and message.velocity > 0:
+            sounding.setdefault((message.channel, message.note), []).append(tick)
+        elif message.type in ("note_on", "note_off"):
+            onsets = sounding.get((message.channel, message.note))
+            if onsets:
+                start = onsets.pop(0)
+                if tick > start:
+                    notes.append(_MidiNote(start, tick, message.note))
+    return sorted(notes, key=lambda note: (note.start_tick, note.key))
+
+
+def _bar_starts(time_signatures: list[tuple[int, int, int]], end_tick: int, ticks_per_quarter: int) -> list[int]:
+    """Tick of every bar line before ``end_tick``; a time-signature change starts a bar."""
+    changes = sorted({tick: (numerator, denominator) for tick, numerator, denominator in time_signatures}.items())
+    if not changes or changes[0][0] > 0:
+        changes.insert(0, (0, (4, 4)))
+    starts, tick = [], 0
+    for index, (change_tick, (numerator, denominator)) in enumerate(changes):
+        tick = max(tick, change_tick)
+        next_change = changes[index + 1][0] if index + 1 < len(changes) else None
+        bar = max(1, round(numerator * 4 / denominator * ticks_per_quarter))
+        while tick < end_tick and (next_change is None or tick < next_change):
+            starts.append(tick)
+            tick += bar
+        if next_change is not None:
+            tick = min(tick, next_change)
+    return starts
+
+
+def _key_name(mido_key: str) -> str:
+    """mido's key ('Bb', 'F#m') in music21's spelling ('B- major', 'f# minor')."""
+    minor = mido_key.endswith("m")
+    tonic = mido_key[:-1] if minor else mido_key
+    tonic = tonic[0] + tonic[1:].replace("b", "-")
+    return f"{tonic.lower()} minor" if minor else f"{tonic} major"
+
+
+def parse_midi(path: str | Path, tempo_qpm: float) -> ParsedScore:
+    import mido
+
+    try:
+        midi = mido.MidiFile(str(path))
+    except Exception as error:  # mido raises OSError, EOFError, ValueError... for bad files
+        raise ScoreError(f"mido could not read the MIDI file: {type(error).__name__}: {error}") from error
+    if midi.type == 2:
+        raise ScoreError("MIDI type 2 (independent sequences) is not supported; save it as type 0 or 1")
+    ticks_per_quarter = midi.ticks_per_beat
+    time_signatures, key_name, voices = [], "", []
+    for track in midi.tracks:
+        tick = 0
+        for message in track:
+            tick += message.time
+            if message.type == "time_signature":
+                time_signatures.append((tick, message.numerator, message.denominator))
+            elif message.type == "key_signature" and not key_name:
+                key_name = _key_name(message.key)
+        notes = _track_notes(track)
+        if notes:
+            voices.append(notes)
+    if not voices:
+        raise ScoreError("the score has no notes")
+
+    seconds_per_tick = 60.0 / tempo_qpm / ticks_per_quarter
+    end_tick = max(note.end_tick for notes in voices for note in notes)
+    bar_starts = _bar_starts(time_signatures, end_tick, ticks_per_quarter)
+    events, voice_pitches = [], []
+    for voice, notes in enumerate(voices):
+        for note in notes:
+            events.append(NoteEvent(note.start_tick * seconds_per_tick, note.end_tick * seconds_per_tick, note.key, voice))
+        highest: dict[int, int] = {}
+        for note in notes:  # the top note of each chord, as for music21's chords
+            highest[note.start_tick] = max(highest.get(note.start_tick, 0), note.key)
+        voice_pitches.append([highest[tick] for tick in sorted(highest)])
+    events.sort(key=lambda event: (event.onset_s, event.voice, event.key))
+    return ParsedScore(
+        title=Path(path).stem,
+        key=key_name,
+        parts=len(voices),
+        measure_starts_s=np.array(bar_starts + [end_tick], dtype=np.float64) * seconds_per_tick,
+        measure_numbers=list(range(1, len(bar_starts) + 1)),
         events=events,
         voice_pitches=voice_pitches,
     )
