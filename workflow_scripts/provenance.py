@@ -6,12 +6,10 @@ import functools
 import hashlib
 import subprocess
 from importlib import metadata
-from pathlib import Path
 from typing import Any
 
+from workflow_scripts.code_graph import PACKAGE_ROOT
 from workflow_scripts.io_utils import sha256_json
-
-PACKAGE_ROOT = Path(__file__).resolve().parent
 
 
 @functools.cache

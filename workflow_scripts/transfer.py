@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-TRAINING_ROLES = ("train", "validation")
+from workflow_scripts.split import TRAINING_ROLES
 
 
 class TransferError(ValueError):
