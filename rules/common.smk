@@ -14,13 +14,13 @@ from workflow_scripts.embedders.registry import needs_gpu, needs_weights
 from workflow_scripts.settings import (
     CLOSED_SET_SPLITS as CLOSED_SET_SPLIT_NAMES,
     complete_config,
+    configured_transfers,
     embedder_settings,
     load_schema,
     render_settings,
     soundfont_setting,
 )
 from workflow_scripts.synth import SynthError, resolve_soundfont
-from workflow_scripts.transfer import configured_transfers
 
 try:
     complete_config(config, load_schema())

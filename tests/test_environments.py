@@ -86,6 +86,21 @@ def test_the_workflow_env_declares_what_the_snakefile_imports():
     assert not missing, f"envs/workflow.yaml lacks {sorted(missing)}"
 
 
+# Every Snakemake start (a dry run, a no-op rerun, each cluster job) parses the Snakefile:
+# these would add seconds to each (torch alone ~2.5 s, transformers ~7 s).
+HEAVY_AT_PARSE_TIME = ("torch", "transformers", "music21", "sklearn", "matplotlib", "soundfile", "fluidsynth")
+
+
+def test_parsing_the_workflow_imports_no_heavy_package():
+    text = "\n".join(path.read_text() for path in [REPO_ROOT / "Snakefile", *(REPO_ROOT / "rules").glob("*.smk")])
+    modules = sorted({match.group(1) or match.group(2) for match in WORKFLOW_IMPORT.finditer(text)})
+    assert modules, "no workflow module imported by the Snakefile: the pattern no longer matches"
+    probe = "import importlib, sys\n" + "".join(f"importlib.import_module({module!r})\n" for module in modules)
+    probe += f"print(sorted(name for name in {HEAVY_AT_PARSE_TIME!r} if name in sys.modules))"
+    loaded = subprocess.run([sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]", f"the Snakefile's imports ({modules}) load {loaded.strip()}; import it inside the job's module instead"
+
+
 def test_pyproject_declares_every_third_party_import():
     project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
     declared = {re.split(r"[<>=!~\[ ;]", requirement)[0].lower().replace("_", "-") for requirement in project["dependencies"]}

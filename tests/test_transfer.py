@@ -7,7 +7,8 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from workflow_scripts.transfer import TransferError, configured_transfers, transfer_assignment, transfer_dataset
+from workflow_scripts.settings import configured_transfers
+from workflow_scripts.transfer import TransferError, transfer_assignment, transfer_dataset
 
 
 def config(transfers, variants=("piano", "organ", "strings"), splits=("by_snippet", "by_piece")):

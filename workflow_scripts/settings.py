@@ -18,8 +18,11 @@ SCHEMA_PATH = Path(__file__).resolve().parents[1] / "config.schema.yaml"
 
 
 def load_schema(path: Path = SCHEMA_PATH) -> dict[str, Any]:
+    # libyaml's loader when PyYAML has it: the schema is read at every Snakemake start,
+    # and the pure-Python loader alone costs a tenth of a no-op rerun's time budget.
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     with open(path, encoding="utf-8") as stream:
-        return yaml.safe_load(stream)
+        return yaml.load(stream, Loader=loader)  # noqa: S506 - a safe loader
 
 
 def property_defaults(fragment: dict[str, Any]) -> dict[str, Any]:
@@ -85,3 +88,27 @@ def soundfont_setting(config: dict[str, Any], variant: str) -> str | None:
 
 def embedder_settings(config: dict[str, Any], embedder: str) -> dict[str, Any]:
     return {**config["embedder_settings"].get(embedder, {}), "sample_rate": config["render"]["sample_rate"]}
+
+
+def transfer_name(train: list[str], test: str) -> str:
+    return "+".join(train) + "_to_" + test
+
+
+def configured_transfers(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Name -> {"train": [...], "test": ...}, checked against the configured variants."""
+    variants = set(config["variants"])
+    transfers = {}
+    for index, entry in enumerate(config.get("variant_transfers") or []):
+        train, test = list(entry["train"]), entry["test"]
+        where = f"variant_transfers[{index}]"
+        unknown = sorted({*train, test} - variants)
+        if unknown:
+            raise ValueError(f"{where} names unknown variant(s) {unknown}; configured variants: {sorted(variants)}")
+        if test in train:
+            raise ValueError(f"{where}: the test variant '{test}' is also a training variant (that is the within-variant by_snippet run)")
+        if len(set(train)) != len(train):
+            raise ValueError(f"{where}: a training variant is listed twice: {train}")
+        transfers[transfer_name(train, test)] = {"train": train, "test": test}
+    if transfers and "by_snippet" not in config["splits"]["names"]:
+        raise ValueError("variant_transfers reuse the by_snippet split: add by_snippet to splits.names")
+    return transfers

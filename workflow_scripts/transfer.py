@@ -15,8 +15,6 @@ In the transfer's tables a snippet id is ``{variant}/{snippet_id}``, unique acro
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -26,30 +24,6 @@ from workflow_scripts.split import TRAINING_ROLES
 
 class TransferError(ValueError):
     """A transfer cannot be built; the message names the variant and what to do."""
-
-
-def transfer_name(train: list[str], test: str) -> str:
-    return "+".join(train) + "_to_" + test
-
-
-def configured_transfers(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Name -> {"train": [...], "test": ...}, checked against the configured variants."""
-    variants = set(config["variants"])
-    transfers = {}
-    for index, entry in enumerate(config.get("variant_transfers") or []):
-        train, test = list(entry["train"]), entry["test"]
-        where = f"variant_transfers[{index}]"
-        unknown = sorted({*train, test} - variants)
-        if unknown:
-            raise ValueError(f"{where} names unknown variant(s) {unknown}; configured variants: {sorted(variants)}")
-        if test in train:
-            raise ValueError(f"{where}: the test variant '{test}' is also a training variant (that is the within-variant by_snippet run)")
-        if len(set(train)) != len(train):
-            raise ValueError(f"{where}: a training variant is listed twice: {train}")
-        transfers[transfer_name(train, test)] = {"train": train, "test": test}
-    if transfers and "by_snippet" not in config["splits"]["names"]:
-        raise ValueError("variant_transfers reuse the by_snippet split: add by_snippet to splits.names")
-    return transfers
 
 
 def transfer_assignment(assignment: pd.DataFrame, snippets_by_variant: dict[str, pd.DataFrame], train: list[str], test: str) -> pd.DataFrame:
