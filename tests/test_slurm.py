@@ -9,18 +9,15 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import music21_chorale
 from mert_fixture import build_small_mert
 from slurm_cluster import start_cluster, stop_cluster
-from workflow_runner import REPO_ROOT, snakemake, write_config
+from workflow_runner import REPO_ROOT, make_project, snakemake
 
 pytestmark = pytest.mark.slurm
-PIECES = ("bwv2.6", "bwv3.6", "bwv4.8", "bwv6.6")
 # Rules that run on the submit host (cheap gathers, the weight download, the report).
 LOCAL_RULES = {"corpus_sources", "audit", "catalog", "dataset", "split", "summary", "report", "fetch_model_mert", "all"}
 STARTED = re.compile(r"rule (\S+) started on \S+ (?:in SLURM job (\d+)|outside SLURM)")
@@ -33,11 +30,8 @@ def cluster(tmp_path_factory):
     stop_cluster(cluster)
 
 
-def make_project(folder: Path, model: Path) -> Path:
-    (folder / "scores").mkdir(parents=True)
-    for name in PIECES:
-        shutil.copy(music21_chorale(name), folder / "scores" / f"{name}.mxl")
-    write_config(
+def make_mert_project(folder: Path, model: Path) -> Path:
+    return make_project(
         folder,
         {
             "embedders": ["spectral", "mert"],
@@ -46,7 +40,6 @@ def make_project(folder: Path, model: Path) -> Path:
             "sweep": {"grid": {}},
         },
     )
-    return folder
 
 
 def jobs_from_logs(project: Path) -> list[tuple[str, str | None]]:
@@ -62,7 +55,7 @@ def jobs_from_logs(project: Path) -> list[tuple[str, str | None]]:
 def test_the_slurm_profile_runs_every_job_through_sbatch(cluster, tmp_path):
     model = tmp_path / "mert-model"
     build_small_mert(model)
-    on_slurm = make_project(tmp_path / "on-slurm", model)
+    on_slurm = make_mert_project(tmp_path / "on-slurm", model)
     completed = snakemake(
         on_slurm,
         "--workflow-profile", str(REPO_ROOT / "profiles/slurm"),
@@ -91,7 +84,7 @@ def test_the_slurm_profile_runs_every_job_through_sbatch(cluster, tmp_path):
     assert mert_jobs and asked_for_gpu == mert_jobs, (asked_for_gpu, mert_jobs)
     print("GPU requested by:", *(f"  {job}: {cluster.job_details(job).split('TresPerJob=')[1].split()[0]}" for job in sorted(asked_for_gpu)), sep="\n")
 
-    locally = make_project(tmp_path / "locally", model)
+    locally = make_mert_project(tmp_path / "locally", model)
     snakemake(locally, "--cores", "2", "--resources", "gpu=1")
     assert {rule for rule, _ in jobs_from_logs(locally)} == {rule for rule, _ in jobs}
     for embedder in ("spectral", "mert"):

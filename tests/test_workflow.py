@@ -5,27 +5,17 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from conftest import music21_chorale
-from workflow_runner import planned_jobs, planned_outputs, snakemake, write_config
+from workflow_runner import FOUR_CHORALES, make_project, planned_jobs, planned_outputs, snakemake, write_config
 
 from workflow_scripts.io_utils import read_provenance
 
-PIECES = ("bwv2.6", "bwv3.6", "bwv4.8", "bwv6.6")
+PIECES = FOUR_CHORALES
 pytestmark = pytest.mark.workflow
-
-
-def make_project(folder: Path, overrides: dict | None = None) -> Path:
-    (folder / "scores").mkdir(parents=True)
-    for name in PIECES:
-        shutil.copy(music21_chorale(name), folder / "scores" / f"{name}.mxl")
-    write_config(folder, overrides or {})
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -209,13 +199,13 @@ KILL_PIECES = ("bwv2.6", "bwv3.6", "bwv4.8", "bwv6.6", "bwv10.7", "bwv11.6", "bw
 
 
 def make_kill_project(folder: Path) -> Path:
-    (folder / "scores").mkdir(parents=True)
-    for name in KILL_PIECES:
-        shutil.copy(music21_chorale(name), folder / "scores" / f"{name}.mxl")
-    write_config(folder, {"render": {"pieces_per_job": 8}, "embed": {"pieces_per_job": 8},
-                          "probes": {"linear_lbfgs_std": {"optimizer": "lbfgs", "normalization": "standardize"}},
-                          "sweep": {"grid": {}}})
-    return folder
+    overrides = {
+        "render": {"pieces_per_job": 8},
+        "embed": {"pieces_per_job": 8},
+        "probes": {"linear_lbfgs_std": {"optimizer": "lbfgs", "normalization": "standardize"}},
+        "sweep": {"grid": {}},
+    }
+    return make_project(folder, overrides, pieces=KILL_PIECES)
 
 
 @pytest.mark.slow

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,25 @@ from pathlib import Path
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# Four short real chorales: enough for every split to have train and test pieces.
+FOUR_CHORALES = ("bwv2.6", "bwv3.6", "bwv4.8", "bwv6.6")
+
+
+def music21_chorale(name: str) -> Path:
+    if str(REPO_ROOT) not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT))
+    from workflow_scripts.corpus import music21_corpus_folder
+
+    return music21_corpus_folder("bach") / f"{name}.mxl"
+
+
+def make_project(folder: Path, overrides: dict | None = None, pieces: tuple[str, ...] = FOUR_CHORALES) -> Path:
+    """A project folder: a score folder of ``pieces`` and a config (test defaults + ``overrides``)."""
+    (folder / "scores").mkdir(parents=True)
+    for name in pieces:
+        shutil.copy(music21_chorale(name), folder / "scores" / f"{name}.mxl")
+    write_config(folder, overrides or {})
+    return folder
 
 
 def write_config(folder: Path, overrides: dict) -> Path:

@@ -29,6 +29,7 @@ import pandas as pd
 
 from workflow_scripts.job_log import Progress
 from workflow_scripts.metrics import group_accuracy, inverse_frequency_weights, summarise_predictions, top_k_correct
+from workflow_scripts.roles import TRAINING_ROLES
 
 NORMALIZATIONS = ("none", "standardize", "l2")
 OPTIMIZERS = ("adam", "lbfgs")
@@ -105,7 +106,7 @@ def assemble(snippet_ids: list[str], piece_ids: list[str], features: np.ndarray,
     """Join features with the split; classes are the pieces with training or validation snippets."""
     frame = pd.DataFrame({"snippet_id": snippet_ids, "piece_id": piece_ids, "row": np.arange(len(snippet_ids))})
     joined = frame.merge(assignment[["snippet_id", "role"]], on="snippet_id", how="inner", validate="one_to_one")
-    seen = joined[joined.role.isin(("train", "validation"))]
+    seen = joined[joined.role.isin(TRAINING_ROLES)]
     class_names = sorted(seen.piece_id.unique())
     index = {name: i for i, name in enumerate(class_names)}
     test = joined[joined.role == "test"]

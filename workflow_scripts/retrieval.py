@@ -25,6 +25,7 @@ from sklearn.metrics import average_precision_score
 
 from workflow_scripts.metric_learning import HeadSettings
 from workflow_scripts.metrics import bootstrap_ci
+from workflow_scripts.roles import TRAINING_ROLES
 
 HITS_AT = (1, 5, 10)
 
@@ -80,7 +81,7 @@ def representations(
     """
     from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
-    training = np.isin(roles, ("train", "validation"))
+    training = np.isin(roles, TRAINING_ROLES)
     train, train_labels, held_out = vectors[training], pieces[training], vectors[roles == "test"]
     mean, std = train.mean(axis=0), train.std(axis=0)
     std = np.where(std > 1e-12, std, 1.0)
@@ -133,7 +134,7 @@ def evaluate_retrieval(
             "auc_cosine": geometry["auc_cosine"],
             "auc_euclidean": geometry["auc_euclidean"],
         })
-    training = np.isin(roles, ("train", "validation"))
+    training = np.isin(roles, TRAINING_ROLES)
     summary = {"held_out_pieces": int(len(np.unique(pieces[held_out]))), "held_out_snippets": int(held_out.sum()),
                "training_pieces": int(len(np.unique(pieces[training]))), "results": rows}
     history = head_facts.pop("history", None)

@@ -26,10 +26,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from workflow_scripts.roles import ROLES
 from workflow_scripts.settings import CLOSED_SET_SPLITS  # noqa: F401 - part of this module's interface
-
-ROLES = ("train", "validation", "test", "dropped_overlap")
-TRAINING_ROLES = ("train", "validation")  # what a fixed-recipe probe trains on
 
 
 def piece_rng(seed: int, piece_id: str, purpose: str = "") -> np.random.Generator:

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from workflow_scripts.split import TRAINING_ROLES
+from workflow_scripts.roles import TRAINING_ROLES
 
 
 class TransferError(ValueError):
