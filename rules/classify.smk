@@ -32,6 +32,7 @@ rule classify:
             labels={"probe": "{probe}", "figure": "training curve"},
         ),
     params:
+        code=code_digest("classify"),
         probe=lambda wildcards: config["probes"][wildcards.probe],
     log:
         log_path("classify", "{embedder}/{variant}/{split}/{probe}"),
@@ -53,6 +54,8 @@ rule summary:
         metrics=probe_metrics_targets(),
     output:
         summary=report(summary_path(), caption="../report/summary.rst", category="Comparison", labels={"table": "all probes"}),
+    params:
+        code=code_digest("summary"),
     log:
         log_path("summary", "summary"),
     benchmark:

@@ -9,6 +9,7 @@ sys.path.insert(0, workflow.basedir)
 
 from snakemake.exceptions import WorkflowError
 
+from workflow_scripts.code_graph import module_digest
 from workflow_scripts.corpus import CorpusError, discover_sources
 from workflow_scripts.embedders.registry import needs_gpu, needs_weights
 from workflow_scripts.settings import (
@@ -44,6 +45,13 @@ try:
 except ValueError as error:
     raise WorkflowError(f"config: {error}") from None
 CACHE = config["cache_dir"]
+
+
+def code_digest(script):
+    """Digest of a rule's script and of every workflow module it imports. Each rule lists
+    it among its params: Snakemake only watches the script file itself, so without it an
+    edit to the stage's logic in workflow_scripts/ would leave stale results up to date."""
+    return module_digest(f"workflow_scripts.edges.{script}")
 
 
 def soundfont_for(variant):

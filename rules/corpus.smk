@@ -3,6 +3,7 @@ rule corpus_sources:
     output:
         sources=sources_table(),
     params:
+        code=code_digest("corpus"),
         corpus=config["corpus"],
     log:
         log_path("corpus", "sources"),
@@ -27,6 +28,7 @@ rule audit:
         pairs=audit_file("pairs.tsv"),
         summary=audit_file("summary.json"),
     params:
+        code=code_digest("audit"),
         settings=config["audit"],
     log:
         log_path("audit", "audit"),

@@ -7,6 +7,8 @@ rule catalog:
         snippets=snippets_path("{variant}"),
     wildcard_constraints:
         variant=VARIANT_PATTERN,
+    params:
+        code=code_digest("catalog"),
     log:
         log_path("catalog", "{variant}"),
     benchmark:
@@ -29,6 +31,8 @@ rule dataset:
         dataset=dataset_path("{embedder}", "{variant}"),
     wildcard_constraints:
         variant=VARIANT_PATTERN,
+    params:
+        code=code_digest("dataset"),
     log:
         log_path("dataset", "{embedder}/{variant}"),
     benchmark:
@@ -51,6 +55,7 @@ rule split:
     output:
         assignment=split_path("{variant}", "{split}"),
     params:
+        code=code_digest("split"),
         settings={key: config["splits"][key] for key in ("test_fraction", "validation_fraction", "seed")},
     wildcard_constraints:
         variant=VARIANT_PATTERN,

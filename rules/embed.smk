@@ -3,6 +3,7 @@ rule fetch_model_mert:
     output:
         marker=model_marker("mert"),
     params:
+        code=code_digest("fetch_model"),
         settings=embedder_settings(config, "mert"),
     log:
         log_path("fetch_model", "mert"),
@@ -36,6 +37,7 @@ for embedder in EMBEDDERS:
                     index=embed_index_path(embedder, variant, batch_index),  # first: see render.smk
                     shards=[shard_path(embedder, variant, piece) for piece in batch],
                 params:
+                    code=code_digest("embed"),
                     pieces=batch,
                     manifests=[manifest_path(variant, piece) for piece in batch],
                     audio=[audio_path(variant, piece) for piece in batch],

@@ -15,6 +15,7 @@ rule retrieval:
             labels={"embedder": "{embedder}", "variant": "{variant}", "figure": "distances per representation"},
         ),
     params:
+        code=code_digest("retrieval"),
         settings=config["retrieval"],
     wildcard_constraints:
         variant=VARIANT_PATTERN,
@@ -61,6 +62,7 @@ rule geometry:
             labels={"embedder": "{embedder}", "variant": "{variant}", "figure": "t-SNE map"},
         ),
     params:
+        code=code_digest("geometry"),
         settings=config["geometry"],
     wildcard_constraints:
         variant=VARIANT_PATTERN,

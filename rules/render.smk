@@ -17,6 +17,7 @@ for variant in VARIANTS:
                 audio=[audio_path(variant, piece) for piece in batch],
                 manifests=[manifest_path(variant, piece) for piece in batch],
             params:
+                code=code_digest("render"),
                 pieces=batch,
                 settings=render_settings(config, variant),
                 soundfont=soundfont_for(variant),

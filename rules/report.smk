@@ -11,6 +11,8 @@ rule report:
     output:
         report=report(report_path(), caption="../report/page.rst", category="Comparison", labels={"page": "standalone report"}),
         comparison_png=report("results/report/comparison.png", caption="../report/comparison.rst", category="Comparison", labels={"figure": "top-1 and top-5 per setting"}),
+    params:
+        code=code_digest("report"),
     log:
         log_path("report", "report"),
     benchmark:

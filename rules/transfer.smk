@@ -11,6 +11,7 @@ rule transfer_split:
     output:
         assignment=split_path("{transfer}", "by_snippet"),
     params:
+        code=code_digest("transfer_split"),
         transfer=lambda wildcards: TRANSFERS[wildcards.transfer],
         variants=lambda wildcards: transfer_variants(wildcards.transfer),
     wildcard_constraints:
@@ -37,6 +38,7 @@ rule transfer_dataset:
     output:
         dataset=dataset_path("{embedder}", "{transfer}"),
     params:
+        code=code_digest("transfer_dataset"),
         transfer=lambda wildcards: TRANSFERS[wildcards.transfer],
         variants=lambda wildcards: transfer_variants(wildcards.transfer),
     wildcard_constraints:

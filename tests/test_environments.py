@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import functools
 import re
 import subprocess
@@ -14,7 +15,7 @@ import pytest
 import yaml
 from workflow_runner import REPO_ROOT
 
-from workflow_scripts.code_graph import module_digest, module_path, third_party_imports, workflow_closure
+from workflow_scripts.code_graph import imported_names, module_digest, module_path, third_party_imports, workflow_closure
 
 # conda-forge names that differ from the PyPI distribution's.
 CONDA_NAME = {"torch": "pytorch", "soundfile": "pysoundfile"}
@@ -98,7 +99,7 @@ def test_parsing_the_workflow_imports_no_heavy_package():
     probe = "import importlib, sys\n" + "".join(f"importlib.import_module({module!r})\n" for module in modules)
     probe += f"print(sorted(name for name in {HEAVY_AT_PARSE_TIME!r} if name in sys.modules))"
     loaded = subprocess.run([sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout
-    assert loaded.strip() == "[]", f"the Snakefile's imports ({modules}) load {loaded.strip()}; import it inside the job's module instead"
+    assert loaded.strip() == "[]", f"the Snakefile's imports ({modules}) load {loaded.strip()}: move that import into the job's module"
 
 
 def test_pyproject_declares_every_third_party_import():
@@ -127,6 +128,49 @@ def test_a_stage_cache_key_covers_its_own_code_only():
         assert not {"workflow_scripts.report", "workflow_scripts.classify"} & workflow_closure(stage)
     assert "workflow_scripts.segment" in workflow_closure("workflow_scripts.render")
     assert module_digest("workflow_scripts.render") != module_digest("workflow_scripts.embed")
+
+
+def ast_imported_names(path: Path) -> set[str]:
+    """The reference for code_graph's text scan: what Python's own parser calls imports."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def test_the_import_scan_finds_what_the_parser_finds_in_every_module():
+    paths = sorted((REPO_ROOT / "workflow_scripts").rglob("*.py")) + sorted((REPO_ROOT / "tests").glob("*.py"))
+    for path in paths:
+        assert imported_names(path) == ast_imported_names(path), path
+
+
+def test_the_import_scan_reads_every_import_form(tmp_path):
+    module = tmp_path / "forms.py"
+    module.write_text(
+        "import os, json as j\n"
+        "from a.b import (\n    c,\n    d as e,  # why\n)\n"
+        "def lazy():\n    from f import g; import h\n"
+        "from . import relative\n"
+        '"""import is a word in prose, too"""\n'
+    )
+    assert imported_names(module) == ast_imported_names(module) == {"os", "json", "a.b", "a.b.c", "a.b.d", "f", "f.g", "h"}
+
+
+def test_every_script_rule_reruns_when_the_code_behind_it_changes():
+    # Snakemake watches a rule's script file only; the digest of the stage's modules in
+    # params makes an edit to workflow_scripts/<stage>.py rerun the stage.
+    checked = 0
+    for smk, block in rule_blocks():
+        script = re.search(r"edges/(\w+)\.py", block)
+        if script:
+            assert f'code=code_digest("{script.group(1)}")' in block, f"a rule in rules/{smk} running {script.group(1)}.py lacks its code digest in params"
+            checked += 1
+    assert checked == len(list((REPO_ROOT / "workflow_scripts/edges").glob("[!_]*.py")))
+    assert "workflow_scripts.summary" in workflow_closure("workflow_scripts.edges.summary")
 
 
 @pytest.mark.workflow
