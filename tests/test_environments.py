@@ -15,7 +15,13 @@ import pytest
 import yaml
 from workflow_runner import REPO_ROOT
 
-from workflow_scripts.code_graph import imported_names, module_digest, module_path, third_party_imports, workflow_closure
+from workflow_scripts.code_graph import (
+    imported_names,
+    module_digest,
+    module_path,
+    third_party_imports,
+    workflow_closure,
+)
 
 # conda-forge names that differ from the PyPI distribution's.
 CONDA_NAME = {"torch": "pytorch", "soundfile": "pysoundfile"}
@@ -40,14 +46,23 @@ def conda_dependencies(env_file: Path) -> set[str]:
     return {re.split(r"[<>=! ]", entry)[0].lower().replace("_", "-") for entry in dependencies if isinstance(entry, str)}
 
 
+def workflow_modules_of_text(text: str) -> list[str]:
+    """The workflow modules that a file's text imports."""
+    return sorted({match.group(1) or match.group(2) for match in WORKFLOW_IMPORT.finditer(text)})
+
+
 def third_party_of_text(text: str) -> set[str]:
     """Third-party imports of the workflow modules that a file's text imports."""
     found: set[str] = set()
-    for match in WORKFLOW_IMPORT.finditer(text):
-        module = match.group(1) or match.group(2)
+    for module in workflow_modules_of_text(text):
         if module_path(module) is not None:
             found |= third_party_imports(module)
     return found
+
+
+def workflow_definition_text() -> str:
+    """The Snakefile and every rules/*.smk: what Snakemake parses at each start."""
+    return "\n".join(path.read_text() for path in [REPO_ROOT / "Snakefile", *(REPO_ROOT / "rules").glob("*.smk")])
 
 
 def rule_blocks() -> list[tuple[str, str]]:
@@ -80,8 +95,7 @@ def test_every_rule_with_code_has_a_conda_env_that_declares_its_imports():
 
 
 def test_the_workflow_env_declares_what_the_snakefile_imports():
-    text = "\n".join(path.read_text() for path in [REPO_ROOT / "Snakefile", *(REPO_ROOT / "rules").glob("*.smk")])
-    needed = third_party_of_text(text)
+    needed = third_party_of_text(workflow_definition_text())
     declared = conda_dependencies(REPO_ROOT / "envs/workflow.yaml")
     missing = {name for name in needed if CONDA_NAME.get(distribution_of(name), distribution_of(name)) not in declared}
     assert not missing, f"envs/workflow.yaml lacks {sorted(missing)}"
@@ -93,8 +107,7 @@ HEAVY_AT_PARSE_TIME = ("torch", "transformers", "music21", "sklearn", "matplotli
 
 
 def test_parsing_the_workflow_imports_no_heavy_package():
-    text = "\n".join(path.read_text() for path in [REPO_ROOT / "Snakefile", *(REPO_ROOT / "rules").glob("*.smk")])
-    modules = sorted({match.group(1) or match.group(2) for match in WORKFLOW_IMPORT.finditer(text)})
+    modules = workflow_modules_of_text(workflow_definition_text())
     assert modules, "no workflow module imported by the Snakefile: the pattern no longer matches"
     probe = "import importlib, sys\n" + "".join(f"importlib.import_module({module!r})\n" for module in modules)
     probe += f"print(sorted(name for name in {HEAVY_AT_PARSE_TIME!r} if name in sys.modules))"

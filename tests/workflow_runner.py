@@ -15,8 +15,6 @@ FOUR_CHORALES = ("bwv2.6", "bwv3.6", "bwv4.8", "bwv6.6")
 
 
 def music21_chorale(name: str) -> Path:
-    if str(REPO_ROOT) not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT))
     from workflow_scripts.corpus import music21_corpus_folder
 
     return music21_corpus_folder("bach") / f"{name}.mxl"

@@ -1,9 +1,11 @@
 """What a stage's code is made of: the workflow modules it imports, transitively, and the
 third-party packages they import.
 
-Two uses: the piece cache keys a stage's outputs on the digest of exactly the code that
-computes them (so editing the report does not re-render 410 pieces), and a test checks
-that every third-party import is declared in the conda env of each rule that runs it.
+Three uses: the piece cache keys a stage's outputs on the digest of exactly the code that
+computes them (so editing the report does not re-render 410 pieces); each rule lists the
+digest of its script's code among its params, so Snakemake reruns it when that code
+changes; and a test checks that every third-party import is declared in the conda env of
+each rule that runs it.
 Imports inside functions count: the modules import heavy libraries lazily.
 """
 
@@ -33,9 +35,10 @@ def module_path(module: str) -> Path | None:
 
 
 # One import statement at the start of a line or after a semicolon (indented too: lazy
-# imports count), with its names; a parenthesised name list may span lines. Scanning text is ~10x faster than
-# ast.parse + ast.walk, which matters because the Snakefile digests every stage at each
-# start; tests/test_environments.py checks that it finds what the AST finds in every module.
+# imports count), with its names; a parenthesised name list may span lines. Scanning the
+# text is ~10x faster than ast.parse + ast.walk, which matters because the Snakefile
+# digests every stage at each start; tests/test_environments.py checks that it finds what
+# the AST finds in every module.
 IMPORT_STATEMENT = re.compile(
     r"(?:^|;)[ \t]*(?:from[ \t]+(?P<module>[\w.]+)[ \t]+import[ \t]+(?P<names>\([^)]*\)|[^\n#;]*)|import[ \t]+(?P<modules>[^\n#;]*))",
     re.MULTILINE,
