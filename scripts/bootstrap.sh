@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
 # Set up everything the workflow and its tests need, idempotently:
 #   - Debian packages: FluidSynth's library and a General MIDI SoundFont (if missing);
-#   - a virtual environment in .venv with this project and its Python dependencies.
+#   - a virtual environment in .venv with this project and its Python dependencies, at the
+#     exact versions and hashes of requirements/lock.txt (torch: requirements/torch.txt).
 # Environment knobs: PYTHON (interpreter for the venv, default python3),
-# TORCH_SPEC (default torch==2.13.0), SKIP_APT=1 to leave system packages alone,
-# WITH_SLURM=1 to add slurm-wlm and munge (for the cluster test, `pytest -m slurm`).
+# TORCH_SPEC (default: requirements/torch.txt's pin), SKIP_APT=1 to leave system packages alone,
+# WITH_SLURM=1 to add slurm-wlm and munge (for the cluster test, `pytest -m slurm`),
+# UNPINNED=1 to install the newest releases that pyproject.toml allows instead of the lock.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(libfluidsynth3 fluid-soundfont-gm)
 [ "${WITH_SLURM:-0}" != 1 ] || APT_PACKAGES+=(slurm-wlm munge)
 PYTHON=${PYTHON:-python3}
-TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
+TORCH_SPEC=${TORCH_SPEC:-$(grep -E '^torch==' requirements/torch.txt || true)}
+LOCK=requirements/lock.txt
+[ -n "$TORCH_SPEC" ] || { echo "bootstrap: requirements/torch.txt has no 'torch==<version>' line" >&2; exit 1; }
 
 missing=()
 if [ "${SKIP_APT:-0}" != 1 ] && command -v dpkg >/dev/null 2>&1; then
@@ -30,13 +34,26 @@ fi
 if [ ! -x .venv/bin/python ]; then
   echo "bootstrap: creating .venv with $PYTHON"
   "$PYTHON" -m venv .venv
-fi
-# Installing torch first and alone keeps pip from choosing another (multi-GB) build
-# while resolving the rest.
-if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
-  echo "bootstrap: installing $TORCH_SPEC"
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q "$TORCH_SPEC"
 fi
-.venv/bin/python -m pip install -q -e ".[test]"
+if [ "${UNPINNED:-0}" = 1 ]; then
+  # torch first and alone keeps pip from choosing another (multi-GB) build while resolving
+  # the rest; naming it again holds it while everything else moves to its newest release.
+  echo "bootstrap: installing the newest releases (UNPINNED=1), $TORCH_SPEC"
+  .venv/bin/python -m pip install -q "$TORCH_SPEC"
+  .venv/bin/python -m pip install -q --upgrade --upgrade-strategy eager -e ".[test]" "$TORCH_SPEC"
+else
+  # The lock first: it holds every dependency, torch's included, so installing torch after it
+  # adds torch alone (and, for a CUDA build, its nvidia-* packages). The project goes in last,
+  # without dependencies, built by the lock's setuptools.
+  echo "bootstrap: installing $LOCK and $TORCH_SPEC"
+  .venv/bin/python -m pip install -q --require-hashes --no-deps -r "$LOCK"
+  .venv/bin/python -m pip install -q "$TORCH_SPEC"
+  .venv/bin/python -m pip install -q --no-deps --no-build-isolation -e .
+  .venv/bin/python -m pip check >/dev/null || {
+    .venv/bin/python -m pip check >&2
+    echo "bootstrap: the installed packages conflict (above): is $LOCK out of date? Refresh it: bash scripts/lock.sh" >&2
+    exit 1
+  }
+fi
 echo "bootstrap: ready ($(.venv/bin/python -c 'import torch, snakemake; print("torch", torch.__version__, "snakemake", snakemake.__version__)'))"

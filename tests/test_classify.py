@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workflow_scripts.classify import ProbeSettings, assemble, fit_normalization, run_probe, select_layer
+from workflow_scripts.classify import ProbeSettings, assemble, fit_normalization, run_probe, select_layer, torch_threads
 from workflow_scripts.embeddings_table import embeddings_to_table
 
 
@@ -43,6 +43,35 @@ def test_training_is_deterministic():
     first = run_probe(table, embedder, assignment, probe)
     second = run_probe(table, embedder, assignment, probe)
     assert np.array_equal(first["scores"], second["scores"])
+
+
+def overlapping_dataset(classes=100, per_class=8, dim=96, seed=0):
+    """Classes that overlap, so L-BFGS runs all its iterations; big enough for torch to split products over threads."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 1, size=(classes, 1, dim))
+    vectors = np.concatenate([centres[c] + rng.normal(0, 2, size=(per_class, 1, dim)) for c in range(classes)])
+    pieces = [f"p{c}" for c in range(classes) for _ in range(per_class)]
+    snippet_ids = [f"p{c}:{i:03d}" for c in range(classes) for i in range(per_class)]
+    table = embeddings_to_table(snippet_ids, pieces, [int(s[-3:]) for s in snippet_ids], vectors.astype(np.float32))
+    roles = ["test" if int(s[-3:]) % 4 == 0 else "train" for s in snippet_ids]
+    assignment = pd.DataFrame({"snippet_id": snippet_ids, "piece_id": pieces, "role": roles})
+    return table, {"layers": 1, "dim": dim}, assignment
+
+
+def test_lbfgs_scores_are_the_same_bits_on_one_and_two_threads():
+    # In float32 on the job's threads, these scores differed by 3e-4 between one and two threads
+    # (by 0.9 on the spectral piano data, one test snippet of linear_lbfgs_std).
+    import torch
+
+    table, embedder, assignment = overlapping_dataset()
+    probe = ProbeSettings(optimizer="lbfgs", normalization="standardize", weight_decay=0.01, lbfgs_max_iter=50)
+    scores = {}
+    for threads in (1, 2):
+        with torch_threads(threads):
+            scores[threads] = run_probe(table, embedder, assignment, probe)["scores"]
+            assert torch.get_num_threads() == threads, "the probe must give the caller back its thread count"
+    assert np.array_equal(scores[1], scores[2]), f"scores differ by up to {np.abs(scores[1] - scores[2]).max():.3g}"
+    assert scores[1].dtype == np.float64
 
 
 def test_select_layer():

@@ -22,9 +22,12 @@ from workflow_scripts.code_graph import (
     third_party_imports,
     workflow_closure,
 )
+from workflow_scripts.provenance import ENVIRONMENT_LOCK, TORCH_PIN, normalized_name, pinned_versions
 
-# conda-forge names that differ from the PyPI distribution's.
+# conda-forge names that differ from the PyPI distribution's (as in scripts/pin_conda_envs.py).
 CONDA_NAME = {"torch": "pytorch", "soundfile": "pysoundfile"}
+# conda packages that are no PyPI distribution: the interpreter and FluidSynth's C library.
+NOT_ON_PYPI = {"python", "fluidsynth"}
 RULE_START = re.compile(r"^\s*rule\b", re.MULTILINE)
 WORKFLOW_IMPORT = re.compile(r"^\s*from (workflow_scripts[\w.]*) import|^\s*import (workflow_scripts[\w.]*)", re.MULTILINE)
 
@@ -99,6 +102,22 @@ def test_the_workflow_env_declares_what_the_snakefile_imports():
     declared = conda_dependencies(REPO_ROOT / "envs/workflow.yaml")
     missing = {name for name in needed if CONDA_NAME.get(distribution_of(name), distribution_of(name)) not in declared}
     assert not missing, f"envs/workflow.yaml lacks {sorted(missing)}"
+
+
+def test_every_conda_env_pins_the_versions_of_the_lock():
+    # A rule run with --use-conda must compute with the versions the .venv has (bootstrap.sh
+    # installs the lock); scripts/lock.sh re-pins the envs with scripts/pin_conda_envs.py.
+    locked = pinned_versions(ENVIRONMENT_LOCK) | pinned_versions(TORCH_PIN)
+    pypi_name = {conda: pypi for pypi, conda in CONDA_NAME.items()}
+    for env_file in sorted((REPO_ROOT / "envs").glob("*.yaml")):
+        for entry in yaml.safe_load(env_file.read_text())["dependencies"]:
+            name, spec = re.fullmatch(r"([A-Za-z0-9][\w.-]*)\s*(.*)", entry).groups()
+            if name in NOT_ON_PYPI:
+                continue
+            pypi = normalized_name(pypi_name.get(name, name))
+            where = f"envs/{env_file.name}: '{entry}'"
+            assert pypi in locked, f"{where} is not locked: add it to pyproject.toml, run bash scripts/lock.sh"
+            assert spec == f"=={locked[pypi]}", f"{where}, but the lock pins {locked[pypi]}: run pin_conda_envs.py"
 
 
 # Every Snakemake start (a dry run, a no-op rerun, each cluster job) parses the Snakefile:

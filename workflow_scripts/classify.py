@@ -19,6 +19,7 @@ the per-epoch test curve is logged as in the report; nothing is selected on it.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 from dataclasses import asdict, dataclass
@@ -34,6 +35,11 @@ from workflow_scripts.roles import TRAINING_ROLES
 NORMALIZATIONS = ("none", "standardize", "l2")
 OPTIMIZERS = ("adam", "lbfgs")
 HEADS = ("linear", "mlp")
+# L-BFGS trains and scores on one thread whatever the job's thread count: a matrix product
+# sums in another order on two threads, and the full-batch line search carries the
+# difference into the result (see training_dtype). On one thread and in float64 the result
+# is the same bits however many cores the rule gets (1.5 s for the spectral piano probe).
+LBFGS_THREADS = 1
 
 
 @dataclass(frozen=True)
@@ -173,12 +179,41 @@ def _accuracy_pair(model, features, labels) -> tuple[float, float]:
     return float(top_k_correct(labels, scores, 1).mean()), float(top_k_correct(labels, scores, 5).mean())
 
 
+def training_dtype(probe: ProbeSettings):
+    """float64 for L-BFGS, float32 for Adam.
+
+    Full-batch L-BFGS in float32 amplifies rounding: the order in which a matrix product sums
+    changes with torch's thread count and the CPU's vector width (AVX2, AVX-512), and 50
+    iterations of line search turn that into test scores up to 0.9 apart and one test snippet
+    more or less (linear_lbfgs_std on the spectral piano data: 89, 90 or 91 of 434 correct).
+    In float64 the scores stay within 1e-10 of each other, far below the closest call between
+    two pieces (6e-4). Adam's minibatch noise dwarfs rounding, so it keeps float32's speed.
+    """
+    import torch
+
+    return torch.float64 if probe.optimizer == "lbfgs" else torch.float32
+
+
+@contextlib.contextmanager
+def torch_threads(count: int):
+    """Run the block on ``count`` intra-op threads, then give the caller back its own count."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def train_probe(data: ProbeData, probe: ProbeSettings, logger=None):
     """Train the head; returns (test scores, curve rows, train seconds, chosen step)."""
     import torch
 
     torch.manual_seed(probe.seed)
-    tensors = {role: torch.as_tensor(values, dtype=torch.float32) for role, values in data.features.items()}
+    dtype = training_dtype(probe)
+    tensors = {role: torch.as_tensor(values, dtype=dtype) for role, values in data.features.items()}
     labels = {role: torch.as_tensor(values) for role, values in data.labels.items()}
     if not probe.early_stopping:  # the fixed recipe trains on everything that is not test
         tensors["train"] = torch.cat([tensors["train"], tensors["validation"]])
@@ -187,9 +222,9 @@ def train_probe(data: ProbeData, probe: ProbeSettings, logger=None):
         raise ValueError("no training snippets: check the split's roles")
     num_classes = len(data.class_names)
     _, layers, dim = tensors["train"].shape
-    model = build_model(layers, dim, num_classes, probe)
+    model = build_model(layers, dim, num_classes, probe).to(dtype)
     weights = (
-        torch.as_tensor(inverse_frequency_weights(labels["train"].numpy(), num_classes), dtype=torch.float32)
+        torch.as_tensor(inverse_frequency_weights(labels["train"].numpy(), num_classes), dtype=dtype)
         if probe.class_weighting
         else None
     )
@@ -204,13 +239,14 @@ def train_probe(data: ProbeData, probe: ProbeSettings, logger=None):
                       f"{monitored}_top1": top1, f"{monitored}_top5": top5})
 
     started = time.perf_counter()
-    chosen_step = None
     if probe.optimizer == "adam":
         chosen_step = _train_adam(model, tensors["train"], labels["train"], loss_function, probe, record, curve, monitored, logger)
-    else:
+        seconds = time.perf_counter() - started
+        return _scores(model, tensors["test"]), curve, seconds, chosen_step, model
+    with torch_threads(LBFGS_THREADS):
         chosen_step = _train_lbfgs(model, tensors["train"], labels["train"], loss_function, probe, record, logger)
-    seconds = time.perf_counter() - started
-    return _scores(model, tensors["test"]), curve, seconds, chosen_step, model
+        seconds = time.perf_counter() - started
+        return _scores(model, tensors["test"]), curve, seconds, chosen_step, model
 
 
 def _curve_text(point: dict[str, float]) -> str:
