@@ -72,8 +72,24 @@ def gpu_model_resource(embedder):
     return {}
 
 
+def pieces_per_embed_job(embedder):
+    """GPU embedders take far more pieces per job: their fixed cost (imports, CUDA start-up,
+    model load: about 13 s) would otherwise dwarf the seconds of GPU work a batch needs."""
+    if needs_gpu(embedder):
+        return config["embed"]["pieces_per_gpu_job"]
+    return config["embed"]["pieces_per_job"]
+
+
+def embed_runtime_minutes(embedder, batch):
+    """A cluster time limit for an embed job: spectral runs at about a piece per second on
+    one core; a GPU job at thousands of seconds of audio per second, but pays ~13 s to start."""
+    if needs_gpu(embedder):
+        return 20 + len(batch) // 50
+    return 15 + 2 * len(batch)
+
+
 RENDER_BATCHES = batched(PIECES, config["render"]["pieces_per_job"])
-EMBED_BATCHES = batched(PIECES, config["embed"]["pieces_per_job"])
+EMBED_BATCHES = {embedder: batched(PIECES, pieces_per_embed_job(embedder)) for embedder in EMBEDDERS}
 RENDER_BATCH_OF = {piece: index for index, batch in enumerate(RENDER_BATCHES) for piece in batch}
 
 
@@ -113,7 +129,7 @@ def render_indexes(variant):
 
 
 def embed_indexes(embedder, variant):
-    return [embed_index_path(embedder, variant, index) for index in range(len(EMBED_BATCHES))]
+    return [embed_index_path(embedder, variant, index) for index in range(len(EMBED_BATCHES[embedder]))]
 
 
 def model_marker(embedder):

@@ -25,7 +25,7 @@ rule fetch_model_mert:
 
 for embedder in EMBEDDERS:
     for variant in VARIANTS:
-        for batch_index, batch in enumerate(EMBED_BATCHES):
+        for batch_index, batch in enumerate(EMBED_BATCHES[embedder]):
 
             rule:
                 name:
@@ -48,12 +48,13 @@ for embedder in EMBEDDERS:
                     log_path("embed", f"{embedder}/{variant}/batch{batch_index:03d}"),
                 benchmark:
                     benchmark_path("embed", f"{embedder}/{variant}/batch{batch_index:03d}")
-                threads: 2 if needs_gpu(embedder) else 1
+                # A GPU job decodes audio on all but one of its threads while the model runs.
+                threads: 8 if needs_gpu(embedder) else 1
                 resources:
                     gpu=1 if needs_gpu(embedder) else 0,
                     **gpu_model_resource(embedder),
                     mem_mb=8000 if needs_gpu(embedder) else 2000,
-                    runtime=15 + 2 * len(batch),
+                    runtime=embed_runtime_minutes(embedder, batch),
                 group:
                     f"embed_{embedder}"
                 conda:

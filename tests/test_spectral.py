@@ -40,3 +40,17 @@ def test_fmax_above_nyquist_is_refused():
 def test_unknown_embedder_lists_the_known_ones():
     with pytest.raises(EmbedderError, match="mert"):
         build_embedder("wav2vec", SETTINGS)
+
+
+def test_the_vectorised_spectrogram_equals_transformers_bitwise():
+    """The frames are transformed in one call instead of transformers' loop over frames; the
+    power spectrum, and so every vector, must not change by a bit."""
+    from transformers import audio_utils
+
+    embedder = build_embedder("spectral", SETTINGS)
+    rng = np.random.default_rng(0)
+    for clip in (tone(440, 1.3) + 0.01 * rng.standard_normal(31200).astype(np.float32), tone(97, 0.2)):
+        reference = audio_utils.spectrogram(
+            clip, audio_utils.window_function(2048, "hann"), frame_length=2048, hop_length=480, power=2.0
+        )
+        assert np.array_equal(embedder._power_spectrogram(clip), reference)

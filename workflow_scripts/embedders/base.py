@@ -1,6 +1,14 @@
+"""The contract every embedder keeps, and what the embed stage may ask of it.
+
+The embed stage (workflow_scripts/embed.py) gathers the snippets of every piece of a job
+and hands an embedder batches of at most ``batch_size`` clips that share one
+``batch_key``; the embedder returns one float32 vector per layer for each clip.
+"""
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Hashable
 from typing import Any
 
 import numpy as np
@@ -13,6 +21,8 @@ class EmbedderError(RuntimeError):
 class Embedder(ABC):
     name: str
     sample_rate: int
+    # Clips per call to ``embed`` that the stage aims for (a forward pass for a model).
+    batch_size: int = 64
 
     @abstractmethod
     def describe(self) -> dict[str, Any]:
@@ -21,3 +31,22 @@ class Embedder(ABC):
     @abstractmethod
     def embed(self, clips: list[np.ndarray]) -> np.ndarray:
         """Float32 array (len(clips), layers, dim) for mono clips at ``sample_rate``."""
+
+    def batch_key(self, num_samples: int) -> Hashable:
+        """Clips whose keys are equal may share one call to ``embed``.
+
+        Embedders whose output for a clip does not depend on its batch mates keep the
+        default (any clips together); a model whose normalisation spans the padded batch
+        returns the exact length.
+        """
+        return None
+
+    def is_out_of_memory(self, error: BaseException) -> bool:
+        """Whether ``error`` means the batch did not fit in memory (the stage then splits it)."""
+        return isinstance(error, MemoryError)
+
+    def release_memory(self) -> None:
+        """Free what a failed batch left allocated before the stage retries smaller batches."""
+
+    def timing_barrier(self) -> None:
+        """Wait for work queued on an accelerator, so the stage's timings are honest."""

@@ -12,13 +12,19 @@ tensor must land in the model (a missing or unexpected key is an error, not a wa
 A config that turns one of those options on is refused with an explanation; only then,
 and only with ``trust_remote_code: true``, is the repository's own code used.
 
-Inference. Snippets are grouped by length. MERT-95M's first convolution uses group
-normalisation over time, which padding would change, so by default a batch holds clips
-of one exact length only (``padding: false``); with a layer-normalised checkpoint,
-``padding: true`` pads and passes the attention mask. Each of the 13 hidden states is
-mean-pooled over the valid frames. Clips longer than ``chunk_seconds`` are cut into
-chunks, and the pooled vector is the mean over all chunks' frames, so memory stays
-bounded. ``torch.inference_mode`` throughout; bf16 or fp16 autocast on CUDA.
+Inference. The embed stage hands over batches of clips that share a ``batch_key``.
+MERT-95M's first convolution uses group normalisation over time, which padding would
+change, so by default that key is the exact length (``padding: false``); with a
+layer-normalised checkpoint, ``padding: true`` lets lengths within half a second share a
+batch, padded, with the attention mask. Raw samples go to the device, where they are
+normalised as the model's feature extractor would (``do_normalize``), run through the
+model, and each hidden state is mean-pooled over its valid frames as it is read: only
+(batch, layers, dim) float32 values come back. Clips longer than ``chunk_seconds`` are
+cut into chunks, and the pooled vector is the mean over all chunks' frames, so memory
+stays bounded. ``precision``: ``fp32``; ``bf16`` or ``fp16`` autocast; ``bf16-true``
+casts the weights and activations to bfloat16 (the fastest on recent GPUs); pooling sums
+in float32 whatever the precision. It applies on CUDA, and on the CPU only when
+``device: cpu`` is set explicitly (to check bf16 numerics without a GPU).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import defaultdict
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +48,12 @@ CUSTOM_CODE_OPTIONS = {
     "attention_relax": lambda value: value is not None and float(value) > 0,
 }
 AUTOCAST_DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
+# Precisions that cast the model's weights (and so its input) rather than autocasting.
+WEIGHT_DTYPES = {"bf16-true": "bfloat16"}
+# With padding allowed, clips whose lengths fall in one bin of this width share a batch.
+PADDING_QUANTUM_SECONDS = 0.5
+# How allocators word an allocation failure that is not a torch.cuda.OutOfMemoryError.
+OUT_OF_MEMORY_TEXTS = ("out of memory", "can't allocate memory", "CUBLAS_STATUS_ALLOC_FAILED")
 
 
 def hubert_config_from(config_dict: dict[str, Any]):
@@ -96,13 +109,29 @@ class MertEmbedder(Embedder):
         self.model, self.feature_extractor = self._load(self.folder)
         self.layers = self.model.config.num_hidden_layers + 1
         self.dim = self.model.config.hidden_size
-        self.precision = settings["precision"] if self.device.type == "cuda" else "fp32"
-        if settings["precision"] != "fp32" and self.device.type != "cuda":
-            self.logger.warning("precision %s applies on CUDA only; running fp32 on %s", settings["precision"], self.device)
+        self.precision = self._choose_precision(settings)
+        self.input_dtype = torch.float32
+        if self.precision in WEIGHT_DTYPES:
+            self.input_dtype = getattr(torch, WEIGHT_DTYPES[self.precision])
+            self.model.to(self.input_dtype)
+        self.do_normalize = bool(self.feature_extractor.do_normalize)
         self.allow_padding = bool(settings["padding"])
-        self.max_batch = int(settings["batch_size"])
-        self.chunk_samples = int(round(float(settings["chunk_seconds"]) * self.sample_rate))
+        self.batch_size = int(settings["batch_size"])
+        # On the CPU one clip per forward pass: oneDNN's convolutions and matrix products give
+        # results that depend (in the last bits) on the batch, so this keeps a piece's vectors
+        # bitwise the same whichever pieces share its job; and a 9.6 s clip is already a large
+        # enough product that batching buys nothing there (4 clips: 14.1 s one by one, 20.1 s
+        # as one batch, full MERT-95M architecture, 2 cores).
+        self.forward_batch_size = self.batch_size if self.device.type == "cuda" else 1
+        self.chunk_samples = round(float(settings["chunk_seconds"]) * self.sample_rate)
         self._model_files = describe_model_folder(self.folder)
+
+    def _choose_precision(self, settings: dict[str, Any]) -> str:
+        requested = settings["precision"]
+        if requested == "fp32" or self.device.type == "cuda" or settings["device"] == "cpu":
+            return requested
+        self.logger.warning("precision %s applies on CUDA (or with device: cpu); running fp32 on %s", requested, self.device)
+        return "fp32"
 
     def _choose_device(self, torch, requested: str):
         if requested == "cuda" and not torch.cuda.is_available():
@@ -155,6 +184,7 @@ class MertEmbedder(Embedder):
             "sample_rate": self.sample_rate,
             "settings": {
                 "precision": self.precision,
+                "do_normalize": self.do_normalize,
                 "padding": self.allow_padding,
                 "chunk_seconds": float(self.settings["chunk_seconds"]),
                 "pooling": "mean over valid frames, every hidden state",
@@ -163,34 +193,93 @@ class MertEmbedder(Embedder):
             "model_files": self._model_files["files"],
         }
 
-    def _forward_pooled(self, clips: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """Per clip: the sum over valid frames of every hidden state, and the frame count."""
+    def batch_key(self, num_samples: int) -> Hashable:
+        """Exact length for group-normalised models; with padding allowed, lengths within
+        ``PADDING_QUANTUM_SECONDS`` share a batch so little compute goes to padding."""
+        if self.allow_padding:
+            return num_samples // int(PADDING_QUANTUM_SECONDS * self.sample_rate)
+        return num_samples
+
+    def is_out_of_memory(self, error: BaseException) -> bool:
         import torch
 
-        inputs = self.feature_extractor(
-            clips, sampling_rate=self.sample_rate, return_tensors="pt", padding=True, return_attention_mask=True
-        )
-        values = inputs["input_values"].to(self.device)
-        sample_mask = inputs["attention_mask"].to(self.device)
-        padded = bool((sample_mask == 0).any())
-        autocast = (
-            torch.autocast("cuda", dtype=getattr(torch, AUTOCAST_DTYPES[self.precision]))
-            if self.precision in AUTOCAST_DTYPES
-            else torch.autocast(self.device.type, enabled=False)
-        )
-        with torch.inference_mode(), autocast:
-            outputs = self.model(values, attention_mask=sample_mask if padded else None, output_hidden_states=True)
-            hidden = torch.stack(outputs.hidden_states, dim=1).float()  # (batch, layers, frames, dim)
-            frames = self.model._get_feat_extract_output_lengths(sample_mask.sum(dim=1)).long()
-            frame_mask = torch.arange(hidden.shape[2], device=self.device)[None, :] < frames[:, None]
-            sums = (hidden * frame_mask[:, None, :, None]).sum(dim=2)
-        return sums.cpu().numpy().astype(np.float64), frames.cpu().numpy()
+        if isinstance(error, (torch.cuda.OutOfMemoryError, MemoryError)):
+            return True
+        return isinstance(error, RuntimeError) and any(text in str(error) for text in OUT_OF_MEMORY_TEXTS)
+
+    def release_memory(self) -> None:
+        import torch
+
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def timing_barrier(self) -> None:
+        import torch
+
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def _device_batch(self, clips: list[np.ndarray]):
+        """Clips as one zero-padded (batch, samples) tensor on the device, and their lengths.
+
+        Copied raw and normalised on the device: the host only packs samples.
+        """
+        import torch
+
+        lengths = torch.tensor([clip.size for clip in clips], dtype=torch.long)
+        host = torch.zeros((len(clips), int(lengths.max())), dtype=torch.float32)
+        for row, clip in enumerate(clips):
+            host[row, : clip.size] = torch.from_numpy(np.ascontiguousarray(clip, dtype=np.float32))
+        if self.device.type == "cuda":
+            host = host.pin_memory()
+        return host.to(self.device, non_blocking=True), lengths.to(self.device, non_blocking=True)
+
+    def _normalise(self, values, sample_mask):
+        """The feature extractor's zero-mean, unit-variance normalisation over each clip's own
+        samples (population variance, epsilon 1e-7), with padding left at zero."""
+        import torch
+
+        if not self.do_normalize:
+            return values
+        mask = sample_mask.to(values.dtype)
+        counts = mask.sum(dim=1, keepdim=True)
+        mean = (values * mask).sum(dim=1, keepdim=True) / counts
+        variance = (((values - mean) * mask) ** 2).sum(dim=1, keepdim=True) / counts
+        return (values - mean) / torch.sqrt(variance + 1e-7) * mask
+
+    def _forward_pooled(self, clips: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Per clip: the float32 sum over valid frames of every hidden state, and the frame count.
+
+        Each hidden state is reduced on the device as it is read, so the 13 (or 25) full
+        (batch, frames, dim) states are never stacked, and only (batch, layers, dim) float32
+        values cross back to the host.
+        """
+        import torch
+
+        values, lengths = self._device_batch(clips)
+        sample_mask = torch.arange(values.shape[1], device=self.device)[None, :] < lengths[:, None]
+        padded = bool((lengths != values.shape[1]).any())
+        with torch.inference_mode(), self._autocast(torch):
+            values = self._normalise(values, sample_mask).to(self.input_dtype)
+            outputs = self.model(values, attention_mask=sample_mask.long() if padded else None, output_hidden_states=True)
+            frames = self.model._get_feat_extract_output_lengths(lengths).long()
+            frame_count = outputs.hidden_states[0].shape[1]
+            frame_mask = (torch.arange(frame_count, device=self.device)[None, :] < frames[:, None]).float()
+            sums = torch.stack(
+                [torch.einsum("bfd,bf->bd", hidden.float(), frame_mask) for hidden in outputs.hidden_states], dim=1
+            )
+        return sums.cpu().numpy(), frames.cpu().numpy()
+
+    def _autocast(self, torch):
+        if self.precision in AUTOCAST_DTYPES:
+            return torch.autocast(self.device.type, dtype=getattr(torch, AUTOCAST_DTYPES[self.precision]))
+        return torch.autocast(self.device.type, enabled=False)
 
     def embed(self, clips: list[np.ndarray]) -> np.ndarray:
         pieces = [(clip_index, chunk) for clip_index, clip in enumerate(clips) for chunk in chunk_clip(clip, self.chunk_samples)]
         sums = np.zeros((len(clips), self.layers, self.dim), dtype=np.float64)
         counts = np.zeros(len(clips), dtype=np.int64)
-        for batch in plan_batches([chunk.size for _, chunk in pieces], self.max_batch, self.allow_padding):
+        for batch in plan_batches([chunk.size for _, chunk in pieces], self.forward_batch_size, self.allow_padding):
             batch_sums, batch_frames = self._forward_pooled([pieces[index][1] for index in batch])
             for row, index in enumerate(batch):
                 clip_index = pieces[index][0]

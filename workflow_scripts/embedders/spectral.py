@@ -1,7 +1,9 @@
 """``spectral``: an offline embedder that needs no model weights.
 
 Per snippet, from one short-time Fourier transform (Hann window of ``n_fft`` samples,
-hop ``hop_length``), computed with transformers' audio utilities:
+hop ``hop_length``, centred with reflection padding; window and filter banks from
+transformers' audio utilities, the transform itself vectorised over frames, bitwise equal
+to ``transformers.audio_utils.spectrogram`` but without its loop over frames):
 
 - log-mel spectrogram (``n_mels`` bands, HTK mel scale, dB): mean and standard
   deviation over time, and the mean absolute frame-to-frame difference (how much the
@@ -19,6 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from workflow_scripts.embedders.base import Embedder, EmbedderError
 
@@ -27,11 +30,13 @@ POWER_FLOOR = 1e-10
 
 class SpectralEmbedder(Embedder):
     name = "spectral"
+    # Clip by clip: nothing is gained by batching it, and each piece is finished (and
+    # cached) as soon as its own snippets are, whatever else shares the job.
+    batch_size = 1
 
     def __init__(self, settings: dict[str, Any]):
         from transformers import audio_utils
 
-        self._audio_utils = audio_utils
         self.sample_rate = int(settings["sample_rate"])
         self.n_fft = int(settings["n_fft"])
         self.hop_length = int(settings["hop_length"])
@@ -44,8 +49,10 @@ class SpectralEmbedder(Embedder):
                 f"({self.sample_rate / 2}); lower it."
             )
         frequency_bins = self.n_fft // 2 + 1
-        self._window = audio_utils.window_function(self.n_fft, "hann")
-        self._mel_filters = audio_utils.mel_filter_bank(
+        self._window_float64 = audio_utils.window_function(self.n_fft, "hann").astype(np.float64)
+        # The banks are rounded to float32 (as the vectors always were) and then held as
+        # float64, the type the power spectrum is in, so no product converts them per clip.
+        mel_filters = audio_utils.mel_filter_bank(
             num_frequency_bins=frequency_bins,
             num_mel_filters=self.n_mels,
             min_frequency=self.fmin,
@@ -53,10 +60,13 @@ class SpectralEmbedder(Embedder):
             sampling_rate=self.sample_rate,
             mel_scale="htk",
         ).astype(np.float32)
+        self._mel_rows = np.ascontiguousarray(mel_filters.T, dtype=np.float64)  # (n_mels, frequency bins)
         # Like librosa, the chroma bank takes the FFT size and returns (12, n_fft // 2 + 1).
-        self._chroma_filters = audio_utils.chroma_filter_bank(
-            num_frequency_bins=self.n_fft, num_chroma=12, sampling_rate=self.sample_rate
-        ).astype(np.float32)
+        self._chroma_rows = (
+            audio_utils.chroma_filter_bank(num_frequency_bins=self.n_fft, num_chroma=12, sampling_rate=self.sample_rate)
+            .astype(np.float32)
+            .astype(np.float64)
+        )
 
     @property
     def dim(self) -> int:
@@ -79,18 +89,21 @@ class SpectralEmbedder(Embedder):
             },
         }
 
+    def _power_spectrogram(self, clip: np.ndarray) -> np.ndarray:
+        """|STFT|^2 as transformers' ``spectrogram`` computes it (float64 transform, complex64
+        values, float64 power), all frames in one call."""
+        half = self.n_fft // 2
+        padded = np.pad(clip.astype(np.float32), (half, half), mode="reflect").astype(np.float64)
+        frames = sliding_window_view(padded, self.n_fft)[:: self.hop_length] * self._window_float64
+        spectrum = np.fft.rfft(frames, axis=-1).astype(np.complex64)
+        return (np.abs(spectrum, dtype=np.float64) ** 2).T
+
     def _features(self, clip: np.ndarray) -> np.ndarray:
         if clip.size < self.n_fft:
             clip = np.pad(clip, (0, self.n_fft - clip.size))
-        power = self._audio_utils.spectrogram(
-            clip.astype(np.float32),
-            self._window,
-            frame_length=self.n_fft,
-            hop_length=self.hop_length,
-            power=2.0,
-        )  # (frequency bins, frames)
-        log_mel = 10.0 * np.log10(np.maximum(self._mel_filters.T @ power, POWER_FLOOR))
-        chroma = self._chroma_filters @ power
+        power = self._power_spectrogram(clip)  # (frequency bins, frames)
+        log_mel = 10.0 * np.log10(np.maximum(self._mel_rows @ power, POWER_FLOOR))
+        chroma = self._chroma_rows @ power
         chroma = chroma / np.maximum(chroma.max(axis=0, keepdims=True), POWER_FLOOR)
         flux = np.abs(np.diff(log_mel, axis=1)).mean(axis=1) if log_mel.shape[1] > 1 else np.zeros(self.n_mels)
         return np.concatenate(
