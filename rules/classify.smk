@@ -33,7 +33,7 @@ rule classify:
         ),
     params:
         code=code_digest("classify"),
-        probe=lambda wildcards: config["probes"][wildcards.probe],
+        probe=get_probe_settings,
     log:
         log_path("classify", "{embedder}/{variant}/{split}/{probe}"),
     benchmark:

@@ -39,6 +39,13 @@ EMBEDDERS = list(config["embedders"])
 SPLITS = list(config["splits"]["names"])
 CLOSED_SET_SPLITS = [split for split in SPLITS if split in CLOSED_SET_SPLIT_NAMES]
 OPEN_SET_SPLITS = [split for split in SPLITS if split not in CLOSED_SET_SPLIT_NAMES]
+if CLOSED_SET_SPLITS and not config["splits"]["overlap_guard"]:
+    from snakemake.logging import logger
+
+    logger.warning(
+        "splits.overlap_guard is false: by_snippet test snippets may share measures with training snippets, "
+        "and every probe metric of this run is marked leaky (summary.tsv, metrics.json, the report)."
+    )
 PROBES = list(config["probes"])
 try:
     TRANSFERS = configured_transfers(config)
@@ -245,3 +252,37 @@ wildcard_constraints:
     embedder="|".join(EMBEDDERS),
     split="|".join(SPLITS),
     probe="|".join(re.escape(probe) for probe in PROBES),
+
+
+# ---- input functions (named, so `snakemake --list-rules` readers and tracebacks see what they do)
+def get_render_indexes(wildcards):
+    return render_indexes(wildcards.variant)
+
+
+def get_embed_indexes(wildcards):
+    return embed_indexes(wildcards.embedder, wildcards.variant)
+
+
+def get_probe_settings(wildcards):
+    return config["probes"][wildcards.probe]
+
+
+def get_transfer(wildcards):
+    return TRANSFERS[wildcards.transfer]
+
+
+def get_transfer_variants(wildcards):
+    return transfer_variants(wildcards.transfer)
+
+
+def get_transfer_test_assignment(wildcards):
+    """A transfer is scored on its test variant's by_snippet test snippets."""
+    return split_path(TRANSFERS[wildcards.transfer]["test"], "by_snippet")
+
+
+def get_transfer_snippets(wildcards):
+    return [snippets_path(variant) for variant in transfer_variants(wildcards.transfer)]
+
+
+def get_transfer_datasets(wildcards):
+    return [dataset_path(wildcards.embedder, variant) for variant in transfer_variants(wildcards.transfer)]

@@ -1,7 +1,7 @@
 rule catalog:
     """Gather every piece's render manifest: the piece table and all snippets."""
     input:
-        renders=lambda wildcards: render_indexes(wildcards.variant),
+        renders=get_render_indexes,
     output:
         catalog=catalog_path("{variant}"),
         snippets=snippets_path("{variant}"),
@@ -26,7 +26,7 @@ rule catalog:
 rule dataset:
     """Validate and join every embedding shard of one embedder and variant."""
     input:
-        embeddings=lambda wildcards: embed_indexes(wildcards.embedder, wildcards.variant),
+        embeddings=get_embed_indexes,
     output:
         dataset=dataset_path("{embedder}", "{variant}"),
     wildcard_constraints:
@@ -56,7 +56,7 @@ rule split:
         assignment=split_path("{variant}", "{split}"),
     params:
         code=code_digest("split"),
-        settings={key: config["splits"][key] for key in ("test_fraction", "validation_fraction", "seed")},
+        settings={key: config["splits"][key] for key in ("test_fraction", "validation_fraction", "seed", "overlap_guard")},
     wildcard_constraints:
         variant=VARIANT_PATTERN,
     log:

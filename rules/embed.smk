@@ -1,22 +1,28 @@
-rule fetch_model_mert:
-    """Download MERT's weights into the cache on the submit host, before any GPU job."""
-    output:
-        marker=model_marker("mert"),
-    params:
-        code=code_digest("fetch_model"),
-        settings=embedder_settings(config, "mert"),
-    log:
-        log_path("fetch_model", "mert"),
-    benchmark:
-        benchmark_path("fetch_model", "mert")
-    localrule: True
-    resources:
-        mem_mb=1000,
-        runtime=30,
-    conda:
-        "../envs/embed.yaml"
-    script:
-        "../workflow_scripts/edges/fetch_model.py"
+# One fetch rule per embedder with weights (the transformers encoders): it downloads the entry's
+# files into the cache on the submit host, before any GPU job, and checks the known checksums.
+for embedder in [name for name in EMBEDDERS if needs_weights(name)]:
+
+    rule:
+        name:
+            f"fetch_model_{embedder}"
+        output:
+            marker=model_marker(embedder),
+        params:
+            code=code_digest("fetch_model"),
+            settings=embedder_settings(config, embedder),
+            name=embedder,
+        log:
+            log_path("fetch_model", embedder),
+        benchmark:
+            benchmark_path("fetch_model", embedder)
+        localrule: True
+        resources:
+            mem_mb=1000,
+            runtime=30,
+        conda:
+            "../envs/embed.yaml"
+        script:
+            "../workflow_scripts/edges/fetch_model.py"
 
 
 # One rule per batch of pieces and embedder: one model load per job, per-piece shards.
@@ -48,8 +54,9 @@ for embedder in EMBEDDERS:
                     log_path("embed", f"{embedder}/{variant}/batch{batch_index:03d}"),
                 benchmark:
                     benchmark_path("embed", f"{embedder}/{variant}/batch{batch_index:03d}")
-                # A GPU job decodes audio on all but one of its threads while the model runs.
-                threads: 8 if needs_gpu(embedder) else 1
+                # A GPU job decodes audio on all but one of its threads while the model runs; a CPU
+                # embedder with its own thread setting (basic_pitch's onnxruntime) declares that many.
+                threads: 8 if needs_gpu(embedder) else embedder_settings(config, embedder).get("threads", 1)
                 resources:
                     gpu=1 if needs_gpu(embedder) else 0,
                     **gpu_model_resource(embedder),

@@ -3,6 +3,7 @@ rule retrieval:
     input:
         dataset=dataset_path("{embedder}", "{variant}"),
         assignment=split_path("{variant}", "{split}"),
+        groups=audit_file("groups.tsv"),
     output:
         metrics=retrieval_file("metrics.json"),
         per_query=retrieval_file("per_query.parquet"),

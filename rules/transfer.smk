@@ -6,14 +6,14 @@
 rule transfer_split:
     """The test variant's by_snippet assignment applied to every variant of a transfer."""
     input:
-        assignment=lambda wildcards: split_path(TRANSFERS[wildcards.transfer]["test"], "by_snippet"),
-        snippets=lambda wildcards: [snippets_path(variant) for variant in transfer_variants(wildcards.transfer)],
+        assignment=get_transfer_test_assignment,
+        snippets=get_transfer_snippets,
     output:
         assignment=split_path("{transfer}", "by_snippet"),
     params:
         code=code_digest("transfer_split"),
-        transfer=lambda wildcards: TRANSFERS[wildcards.transfer],
-        variants=lambda wildcards: transfer_variants(wildcards.transfer),
+        transfer=get_transfer,
+        variants=get_transfer_variants,
     wildcard_constraints:
         transfer=TRANSFER_PATTERN,
     log:
@@ -33,14 +33,14 @@ rule transfer_split:
 rule transfer_dataset:
     """Training rows from the training variants, test rows from the test variant."""
     input:
-        datasets=lambda wildcards: [dataset_path(wildcards.embedder, variant) for variant in transfer_variants(wildcards.transfer)],
+        datasets=get_transfer_datasets,
         assignment=split_path("{transfer}", "by_snippet"),
     output:
         dataset=dataset_path("{embedder}", "{transfer}"),
     params:
         code=code_digest("transfer_dataset"),
-        transfer=lambda wildcards: TRANSFERS[wildcards.transfer],
-        variants=lambda wildcards: transfer_variants(wildcards.transfer),
+        transfer=get_transfer,
+        variants=get_transfer_variants,
     wildcard_constraints:
         transfer=TRANSFER_PATTERN,
     log:

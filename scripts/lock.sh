@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Refresh requirements/lock.txt: resolve pyproject.toml's dependencies and its test extra to
 # the newest releases that fit, with exact versions and the SHA-256 of every file of each;
-# then pin the conda envs (envs/*.yaml) to the same versions.
+# then pin the conda envs (envs/*.yaml) to the same versions. requirements/no-deps.in lists the
+# packages installed without their dependencies (basic-pitch, for its model file); they are
+# pinned with hashes in requirements/no-deps.txt.
 # Run it after editing pyproject.toml or requirements/torch.txt, then rerun the workflow:
 # the README's figures are only as reproducible as the lock they were made with.
 #
@@ -20,6 +22,8 @@ PYTHON_VERSION=${PYTHON_VERSION:-3.11}
 PLATFORM=x86_64-manylinux_2_28
 TORCH_FIND_LINKS=${TORCH_FIND_LINKS:-${PIP_FIND_LINKS:-https://download.pytorch.org/whl/cpu/torch/}}
 LOCK=requirements/lock.txt
+NO_DEPS_IN=requirements/no-deps.in
+NO_DEPS=requirements/no-deps.txt
 
 torch_pin=$(grep -E '^torch==[^ ]+$' requirements/torch.txt) || {
   echo "lock: requirements/torch.txt has no 'torch==<version>' line" >&2
@@ -41,7 +45,8 @@ if [ -z "${UV:-}" ]; then
 fi
 
 resolved=$(mktemp)
-trap 'rm -f "$resolved"' EXIT
+no_deps_resolved=$(mktemp)
+trap 'rm -f "$resolved" "$no_deps_resolved"' EXIT
 # The override swaps pyproject's torch requirement for the CPU build (local version +cpu);
 # --no-emit-package keeps torch itself out of the output, its dependencies in.
 "$UV" pip compile pyproject.toml --extra test \
@@ -70,5 +75,20 @@ EOF
   cat "$resolved"
 } > "$LOCK"
 echo "lock: wrote $LOCK ($(grep -cE '^[A-Za-z0-9]' "$LOCK") packages, $torch_pin outside it)"
+
+# The packages installed without their dependencies: their own files only, by hash.
+"$UV" pip compile "$NO_DEPS_IN" --no-deps \
+  --generate-hashes --python-version "$PYTHON_VERSION" --python-platform "$PLATFORM" \
+  --custom-compile-command "bash scripts/lock.sh" --quiet -o "$no_deps_resolved"
+{
+  cat <<EOF
+# Installed by scripts/bootstrap.sh with pip install --no-deps --require-hashes, after $LOCK.
+# These packages' declared dependencies are NOT installed ($NO_DEPS_IN says why);
+# what the project needs of them at run time is in $LOCK. Refresh: bash scripts/lock.sh
+#
+EOF
+  cat "$no_deps_resolved"
+} > "$NO_DEPS"
+echo "lock: wrote $NO_DEPS ($(grep -cE '^[A-Za-z0-9]' "$NO_DEPS") packages, installed without their dependencies)"
 # The conda envs of the rules (snakemake --use-conda) ask for the same versions.
 python3 scripts/pin_conda_envs.py

@@ -156,3 +156,9 @@ def test_probe_settings_reject_unknown_choices():
         ProbeSettings.from_config({"normalization": "zscore"})
     with pytest.raises(ValueError, match="lbfgs"):
         ProbeSettings.from_config({"optimizer": "lbfgs", "head": "mlp"})
+
+
+def test_early_stopping_without_validation_snippets_is_refused_with_the_fix():
+    table, embedder, assignment = clustered_dataset()  # train and test only, as with validation_fraction 0
+    with pytest.raises(ValueError, match="validation_fraction"):
+        run_probe(table, embedder, assignment, ProbeSettings(optimizer="adam", early_stopping=True, epochs=5))

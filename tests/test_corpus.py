@@ -77,3 +77,22 @@ def test_empty_or_missing_folder_is_explained(tmp_path):
 
 def test_natural_order():
     assert sorted(["bwv10.7", "bwv2.6", "bwv1.6"], key=natural_key) == ["bwv1.6", "bwv2.6", "bwv10.7"]
+
+
+def test_analyses_as_pieces_adds_the_twenty_riemenschneider_analyses():
+    sources = discover_sources({**MUSIC21_BACH, "analyses_as_pieces": True})
+    analyses = [source for source in sources if source.path.suffix == ".rntxt"]
+    assert len(sources) == 430 and len(analyses) == 20  # the published report's 430 pieces
+    assert analyses[0].piece_id == "riemenschneider001"
+
+
+def test_an_analysis_is_rendered_as_the_chords_it_spells():
+    from workflow_scripts.corpus import music21_corpus_folder
+    from workflow_scripts.segment import parse_score, snippet_windows
+
+    # riemenschneider001 analyses BWV 269 (3/4, a one-beat pickup, 22 measures m0-m21): "m0 b3 G: I".
+    score = parse_score(music21_corpus_folder("bach") / "choraleAnalyses" / "riemenschneider001.rntxt", 60.0)
+    assert score.measures == 22 and score.measure_numbers[:2] == [0, 1] and score.key == "G major"
+    first_chord = sorted(event.key for event in score.events if event.onset_s == 0.0)
+    assert first_chord == [67, 71, 74]  # G4 B4 D5: the tonic triad of G major
+    assert len(snippet_windows(score, 4, 2)) == 10

@@ -233,3 +233,15 @@ def test_a_checkpoint_without_normalisation_gets_raw_samples(tmp_path):
     expected = torch.stack(hidden, dim=1)[0].mean(dim=1).numpy()
     np.testing.assert_allclose(embedder.embed([audio])[0], expected, rtol=1e-4, atol=1e-5)
     assert embedder.describe()["settings"]["do_normalize"] is False
+
+
+def test_bf16_autocast_pools_in_float32(model_folder):
+    """Autocast covers the model only: the pooled sums come back as float32, close to fp32's."""
+    rng = np.random.default_rng(5)
+    clips = [(0.1 * rng.standard_normal(24000)).astype(np.float32) for _ in range(2)]
+    fp32 = build_embedder("mert", mert_settings(model_folder)).embed(clips)
+    autocast = build_embedder("mert", mert_settings(model_folder, precision="bf16"))
+    vectors = autocast.embed(clips)
+    assert autocast.precision == "bf16" and vectors.dtype == np.float32
+    cosine = (vectors * fp32).sum(-1) / (np.linalg.norm(vectors, axis=-1) * np.linalg.norm(fp32, axis=-1))
+    assert cosine.min() > 0.99

@@ -144,3 +144,28 @@ def test_the_lock_reader_names_the_file_of_a_malformed_lock(tmp_path):
     broken.write_text("# only comments\n")
     with pytest.raises(ValueError, match="pins no package"):
         read_lock(broken)
+
+
+NO_DEPS = REPO_ROOT / "requirements/no-deps.txt"
+NO_DEPS_IN = REPO_ROOT / "requirements/no-deps.in"
+
+
+def test_the_no_deps_file_pins_exactly_what_no_deps_in_asks_for_by_hash(lock):
+    # Packages installed without their dependencies (basic-pitch: its model file only; its declared
+    # dependencies would pull TensorFlow). bootstrap.sh installs them with --no-deps --require-hashes.
+    wanted = {canonicalize_name(Requirement(line).name): Requirement(line) for line in NO_DEPS_IN.read_text().splitlines()
+              if line.strip() and not line.startswith("#")}
+    pinned = read_lock(NO_DEPS)
+    assert set(pinned) == set(wanted), f"refresh {NO_DEPS.name}: bash scripts/lock.sh"
+    for name, requirement in wanted.items():
+        assert requirement.specifier.contains(pinned[name].version), (name, pinned[name].version)
+        assert pinned[name].hashes and all(re.fullmatch(r"sha256:[0-9a-f]{64}", digest) for digest in pinned[name].hashes)
+    # Installed without dependencies, so none of them may be pulled into the lock or pyproject's list.
+    assert not set(pinned) & set(lock)
+    declared = {canonicalize_name(requirement.name) for requirement in project_requirements(PYPROJECT.read_text())}
+    assert not set(pinned) & declared
+    assert not [name for name in lock if name.startswith("tensorflow") or name in ("librosa", "tflite-runtime")]
+
+
+def test_what_basic_pitchs_model_needs_at_run_time_is_in_the_lock(lock):
+    assert {"onnxruntime", "soxr"} <= set(lock)

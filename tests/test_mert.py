@@ -103,7 +103,7 @@ def test_chunk_clip_covers_the_clip_and_absorbs_short_tails():
 
 def test_options_that_need_custom_code_are_refused(tmp_path):
     build_small_mert(tmp_path / "deep", extra_config={"deepnorm": True})
-    with pytest.raises(EmbedderError, match=r"deepnorm.*trust_remote_code"):
+    with pytest.raises(EmbedderError, match=r"deepnorm.*not support"):
         build_embedder("mert", mert_settings(tmp_path / "deep"))
 
 
@@ -137,10 +137,10 @@ def test_pickled_code_in_a_checkpoint_is_not_executed(tmp_path):
     assert not marker.exists()
 
 
-def test_sample_rate_mismatch_names_the_fix(small_model):
+def test_a_model_rate_that_its_preprocessor_contradicts_is_refused(small_model):
     folder, _ = small_model
-    with pytest.raises(EmbedderError, match="render.sample_rate: 24000"):
-        build_embedder("mert", mert_settings(folder, sample_rate=16000))
+    with pytest.raises(EmbedderError, match="model_sample_rate is 16000"):
+        build_embedder("mert", mert_settings(folder, model_sample_rate=16000))
 
 
 def test_missing_weights_offline_say_what_and_how(tmp_path, monkeypatch):

@@ -63,3 +63,55 @@ def test_summary_counts_classes_at_zero_and_full():
     assert summary["top1"] == pytest.approx(0.75)
     assert summary["classes_at_0"] == 1 and summary["classes_at_100"] == 2
     assert summary["per_class_median"] == pytest.approx(1.0)
+
+
+def test_cluster_bootstrap_of_equal_clusters_is_the_bootstrap_of_their_means():
+    # Three pieces of two test snippets each; per-piece top-1 1, 1/2 and 0.
+    values = np.array([1, 1, 1, 0, 0, 0], dtype=float)
+    pieces = np.array(["a", "a", "b", "b", "c", "c"])
+    assert bootstrap_ci(values, 500, 3, clusters=pieces) == bootstrap_ci(np.array([1.0, 0.5, 0.0]), 500, 3)
+
+
+def test_cluster_bootstrap_worked_example_with_unequal_clusters():
+    from workflow_scripts.metrics import _cluster_resample_means
+
+    # Piece a: three snippets, all right; piece b: one snippet, wrong. A resample draws two
+    # pieces: {a, a} -> 6/6 = 1 (p 1/4), {a, b} -> 3/4 (p 1/2), {b, b} -> 0 (p 1/4).
+    values, pieces = np.array([1.0, 1.0, 1.0, 0.0]), np.array(["a", "a", "a", "b"])
+    means = _cluster_resample_means(values, pieces, 4000, np.random.default_rng(0))
+    assert set(np.unique(means)) == {0.0, 0.75, 1.0}
+    assert np.mean(means == 0.75) == pytest.approx(0.5, abs=0.03)
+    assert bootstrap_ci(values, 4000, 0, clusters=pieces) == (0.0, 1.0)
+    # Resampling snippets instead never sees a resample without a right answer this often.
+    assert bootstrap_ci(values, 4000, 0)[0] > 0.0
+
+
+def test_cluster_bootstrap_is_wider_than_the_snippet_bootstrap_on_correlated_data():
+    rng = np.random.default_rng(1)
+    pieces = np.repeat(np.arange(80), 6)
+    easy_or_hard = rng.beta(0.5, 1.5, size=80)  # a piece's snippets are recognised together or not at all
+    correlated = (rng.random(pieces.size) < easy_or_hard[pieces]).astype(float)
+    independent = (rng.random(pieces.size) < correlated.mean()).astype(float)
+
+    def width(interval):
+        return interval[1] - interval[0]
+
+    assert width(bootstrap_ci(correlated, 2000, 0, clusters=pieces)) > 1.4 * width(bootstrap_ci(correlated, 2000, 0))
+    ratio = width(bootstrap_ci(independent, 2000, 0, clusters=pieces)) / width(bootstrap_ci(independent, 2000, 0))
+    assert 0.8 < ratio < 1.25
+
+
+def test_cluster_labels_must_match_the_values():
+    with pytest.raises(ValueError, match="one label per value"):
+        bootstrap_ci(np.ones(4), 10, 0, clusters=np.array(["a", "b"]))
+
+
+def test_summary_intervals_resample_test_pieces_and_say_so():
+    # Piece 0's three test snippets are right, piece 1's three wrong: only resampling pieces
+    # reaches resamples that are all right or all wrong.
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    scores = np.eye(3)[[0, 0, 0, 0, 0, 0]] + np.array([0.0, 0.0, 0.5])
+    summary, _ = summarise_predictions(labels, scores, ["a", "b", "c"], 2000, 0)
+    assert summary["top1"] == pytest.approx(0.5)
+    assert summary["top1_ci95"] == (0.0, 1.0)
+    assert summary["ci95_resampling"].startswith("pieces")

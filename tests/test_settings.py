@@ -87,3 +87,53 @@ def test_a_hop_longer_than_the_window_is_refused():
     config = validated({"segmentation": {"window_measures": 4, "hop_measures": 6}})
     with pytest.raises(ValueError, match="hop_measures \\(6\\) is larger"):
         complete_config(config, load_schema())
+
+
+REPORT_PROTOCOLS = {
+    "b_guarded": ["configs/report.yaml"],
+    "c_no_guard": ["configs/report.yaml", "configs/report_no_guard.yaml"],
+    "d_no_guard_analyses": ["configs/report.yaml", "configs/report_no_guard.yaml", "configs/report_analyses.yaml"],
+}
+
+
+def merged_config(overlays: list[str]) -> dict:
+    """config.yaml with the overlay files on top, merged as Snakemake merges --configfile files."""
+    from snakemake.utils import update_config
+
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    for overlay in overlays:
+        update_config(config, yaml.safe_load((REPO / overlay).read_text()))
+    return config
+
+
+@pytest.mark.parametrize("protocol", sorted(REPORT_PROTOCOLS))
+def test_report_protocol_configs_are_valid(protocol):
+    config = validated(merged_config(REPORT_PROTOCOLS[protocol]))
+    complete_config(config, load_schema())
+    assert config["segmentation"] == {"window_measures": 4, "hop_measures": 2}
+    assert config["splits"]["names"] == ["by_snippet"] and config["splits"]["validation_fraction"] == 0
+    assert config["splits"]["overlap_guard"] is (protocol == "b_guarded")
+    assert config["corpus"]["analyses_as_pieces"] is (protocol == "d_no_guard_analyses")
+    # No probe may wait for a validation part the protocol does not carve out.
+    assert not any(probe["early_stopping"] for probe in config["probes"].values())
+    assert {"linear_adam", "linear_adam_l2"} <= set(config["probes"])
+
+
+@pytest.mark.parametrize(("protocol", "render_batches"), [("b_guarded", 26), ("d_no_guard_analyses", 27)])
+def test_report_protocol_plans_with_a_dry_run(tmp_path, protocol, render_batches):
+    import shutil
+    import subprocess
+    import sys
+
+    shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
+    command = [sys.executable, "-m", "snakemake", "-n", "--quiet", "rules", "--snakefile", str(REPO / "Snakefile"),
+               "--directory", str(tmp_path), "--configfile", str(tmp_path / "config.yaml"),
+               *[str(REPO / overlay) for overlay in REPORT_PROTOCOLS[protocol]]]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    jobs = {line.split()[0]: int(line.split()[1]) for line in completed.stdout.splitlines()
+            if len(line.split()) == 2 and line.split()[1].isdigit()}
+    render_jobs = sum(count for rule, count in jobs.items() if rule.startswith("render_"))
+    assert render_jobs == render_batches  # 410 or 430 pieces
+    config = merged_config(REPORT_PROTOCOLS[protocol])
+    assert jobs["classify"] == 3 * len(config["embedders"]) and jobs["split"] == 1 and "retrieval" not in jobs

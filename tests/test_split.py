@@ -4,7 +4,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workflow_scripts.split import assign_piece_by_snippet, by_piece, by_snippet, overlaps, summarise
+from workflow_scripts.split import (
+    assign_piece_by_snippet,
+    by_piece,
+    by_snippet,
+    is_leaky,
+    leaked_test_snippets,
+    overlaps,
+    summarise,
+)
 
 
 def settings(test_fraction=0.25, seed=0, validation_fraction=0.0):
@@ -91,3 +99,41 @@ def test_by_piece_is_stable_when_pieces_are_added():
     test_before = set(base[base.role == "test"].piece_id)
     test_after = set(more[more.role == "test"].piece_id)
     assert len(test_before & test_after) >= len(test_before) - 1
+
+
+PIECE_SIZES = {f"p{i}": count for i, count in enumerate([2, 3, 5, 8, 13, 21])}
+
+
+@pytest.mark.parametrize(("window", "hop"), [(4, 2), (4, 1), (3, 2), (6, 2), (4, 3), (2, 1)])
+def test_without_the_guard_test_snippets_share_measures_with_training(window, hop):
+    snippets = snippets_frame(PIECE_SIZES, window, hop)
+    guarded = by_snippet(snippets, {**settings(0.2, validation_fraction=0.15), "overlap_guard": True})
+    unguarded = by_snippet(snippets, {**settings(0.2, validation_fraction=0.15), "overlap_guard": False})
+    assert leaked_test_snippets(guarded, snippets) == 0
+    leaked = leaked_test_snippets(unguarded, snippets)
+    assert leaked > 0
+    # Nothing is dropped without the guard, and every piece of two or more snippets is tested.
+    assert not (unguarded.role == "dropped_overlap").any()
+    tested = unguarded[unguarded.role == "test"].piece_id.unique()
+    assert sorted(tested) == sorted(PIECE_SIZES)
+    assert summarise(unguarded, snippets)["test_snippets_sharing_measures_with_training"] == leaked
+
+
+def test_without_the_guard_every_test_snippet_of_a_long_piece_overlaps_training():
+    # Window 4, hop 1: a test snippet away from the piece's ends shares measures with up to six others.
+    snippets = snippets_frame({"long": 40}, 4, 1)
+    unguarded = by_snippet(snippets, {**settings(0.2), "overlap_guard": False})
+    assert leaked_test_snippets(unguarded, snippets) == (unguarded.role == "test").sum() == 8
+
+
+def test_the_guard_is_moot_for_windows_that_do_not_overlap():
+    snippets = snippets_frame(PIECE_SIZES, 4, 4)
+    unguarded = by_snippet(snippets, {**settings(0.2), "overlap_guard": False})
+    assert leaked_test_snippets(unguarded, snippets) == 0
+
+
+def test_leaky_means_a_by_snippet_split_without_the_guard():
+    assert is_leaky({"split": "by_snippet", "overlap_guard": False})
+    assert not is_leaky({"split": "by_snippet", "overlap_guard": True})
+    assert not is_leaky({"split": "by_snippet"})  # recorded before the option existed: guarded
+    assert not is_leaky({"split": "by_piece", "overlap_guard": False})  # whole pieces are held out either way

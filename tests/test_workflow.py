@@ -58,6 +58,9 @@ def test_probe_beats_chance(finished_run):
                 "train_snippets", "test_snippets", "attractors", "provenance"):
         assert key in metrics
     assert metrics["provenance"]["embedder"]["name"] == "spectral"
+    # The default split keeps the overlap guard: nothing is leaky, and the intervals resample pieces.
+    assert metrics["overlap_guard"] is True and metrics["leaky"] is False
+    assert not summary.leaky.any() and (summary.ci95_resampling == "pieces").all()
 
 
 def test_evaluation_outputs(finished_run):
@@ -65,6 +68,8 @@ def test_evaluation_outputs(finished_run):
     retrieval = json.loads((results / "retrieval/spectral/piano/by_piece/metrics.json").read_text())
     assert {row["representation"] for row in retrieval["results"]} >= {"raw", "standardized"}
     assert all(0 <= row["map"] <= 1 and row["mr1"] >= 1 for row in retrieval["results"])
+    for row in retrieval["results"]:
+        assert row["ci95_resampling"].startswith("held-out pieces") and "same_music" in row
     geometry = json.loads((results / "geometry/spectral/piano/summary.json").read_text())
     assert 0 <= geometry["auc_cosine"] <= 1
     split = read_provenance(results / "splits/piano/by_piece.parquet")
@@ -195,6 +200,30 @@ def test_mert_embedder_runs_in_the_workflow_from_a_local_model(tmp_path):
     assert metrics["test_snippets"] > 0
 
 
+def test_basic_pitch_and_pianoroll_run_end_to_end(tmp_path):
+    folder = make_project(
+        tmp_path / "project",
+        {
+            "embedders": ["basic_pitch", "pianoroll"],
+            "probes": {"linear_lbfgs_std": {"optimizer": "lbfgs", "normalization": "standardize", "weight_decay": 0.001}},
+            "sweep": {"grid": {}},
+            "retrieval": {"metric_head": {"epochs": 20}},
+        },
+    )
+    snakemake(folder, "--cores", "2")
+    results = folder / "results"
+    for embedder, revision in (("basic_pitch", "2c3c1d144bfa61ad236e92e169c13535c880469a12a047d4e73451f2c059a0ec"), ("pianoroll", "1")):
+        provenance = read_provenance(results / f"embeddings/{embedder}/piano/bwv2.6.parquet")
+        assert provenance["embedder"]["layers"] == 3 and provenance["embedder"]["dim"] == 176
+        assert provenance["embedder"]["revision"] == revision
+        assert (results / f"retrieval/{embedder}/piano/by_piece/metrics.json").is_file()
+    summary = pd.read_csv(results / "summary.tsv", sep="\t").set_index(["embedder", "probe"])
+    for embedder in ("basic_pitch", "pianoroll"):
+        row = summary.loc[(embedder, "linear_lbfgs_std")]
+        assert row.top1 > 1 / row.classes, embedder
+    assert planned_jobs(folder) == {}
+
+
 KILL_PIECES = ("bwv2.6", "bwv3.6", "bwv4.8", "bwv6.6", "bwv10.7", "bwv11.6", "bwv13.6", "bwv14.5")
 
 
@@ -249,3 +278,28 @@ def test_a_run_killed_while_embedding_resumes_without_recomputing(tmp_path):
     for name in ("top1", "top5"):
         metric = "results/probes/spectral/piano/by_snippet/linear_lbfgs_std/metrics.json"
         assert json.loads((folder / metric).read_text())[name] == json.loads((uninterrupted / metric).read_text())[name]
+
+
+EMPTY_MUSICXML = """<?xml version="1.0" encoding="UTF-8"?>
+<score-partwise version="3.1"><part-list><score-part id="P1"><part-name>S</part-name></score-part></part-list>
+<part id="P1"><measure number="1"><attributes><divisions>1</divisions></attributes></measure></part></score-partwise>
+"""
+
+
+def test_a_folder_with_broken_scores_runs_through_to_the_report(tmp_path):
+    """Unreadable and empty scores are excluded with their reasons; everything else, the report included, finishes."""
+    folder = make_project(
+        tmp_path / "broken",
+        {"probes": {"linear_lbfgs_std": {"optimizer": "lbfgs", "normalization": "standardize"}}, "sweep": {"grid": {}}},
+    )
+    (folder / "scores" / "unreadable.mxl").write_bytes(b"this is not a zipped MusicXML file")
+    (folder / "scores" / "empty.musicxml").write_text(EMPTY_MUSICXML, encoding="utf-8")
+    snakemake(folder, "--cores", "2")
+
+    catalog = pd.read_csv(folder / "results/corpus/piano/catalog.tsv", sep="\t", keep_default_na=False)
+    excluded = catalog[catalog.status != "ok"].set_index("piece_id")
+    assert set(excluded.index) == {"unreadable", "empty"} and all(excluded.reason.str.len() > 0)
+    included = catalog[catalog.status == "ok"]
+    assert len(included) == len(PIECES) and all(value.isdigit() for value in included.snippets.astype(str))
+    report = (folder / "results/report/index.html").read_text()
+    assert "2 excluded" in report and "unreadable" in report and "empty" in report

@@ -32,6 +32,8 @@ def make_project(folder: Path, overrides: dict | None = None, pieces: tuple[str,
 def write_config(folder: Path, overrides: dict) -> Path:
     config = {
         "corpus": {"source": "folder", "folder": str(folder / "scores")},
+        # The tests' own default; config.yaml's adds basic_pitch and pianoroll (tests/test_workflow.py runs them).
+        "embedders": ["spectral"],
         "render": {"pieces_per_job": 2},
         "embed": {"pieces_per_job": 2},
         "probes": {

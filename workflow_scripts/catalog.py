@@ -15,11 +15,13 @@ import pyarrow.parquet as pq
 
 from workflow_scripts.io_utils import read_provenance, write_parquet_atomic, write_tsv_atomic
 from workflow_scripts.provenance import provenance_record
-from workflow_scripts.snippet_audio import MANIFEST_SCHEMA
+from workflow_scripts.snippet_audio import SNIPPET_SCHEMA
 
 CATALOG_COLUMNS = [
     "piece_id", "status", "reason", "title", "key", "parts", "measures", "duration_s", "snippets", "source", "source_sha256",
 ]
+# Counts stay integers with an excluded piece (no facts) among them: empty cells, not "5.0".
+INTEGER_COLUMNS = ("parts", "measures", "snippets")
 
 
 def build_catalog(manifest_paths: list[str | Path]) -> tuple[pd.DataFrame, pa.Table, dict]:
@@ -36,10 +38,12 @@ def build_catalog(manifest_paths: list[str | Path]) -> tuple[pd.DataFrame, pa.Ta
                 **{key: value for key, value in provenance["piece"].items() if key != "voice_pitches"},
             }
         )
-        tables.append(pq.read_table(path).cast(MANIFEST_SCHEMA))
+        # The snippet columns only: the notes stay in the per-piece manifests.
+        tables.append(pq.read_table(path, columns=SNIPPET_SCHEMA.names).cast(SNIPPET_SCHEMA))
         render_settings = render_settings or {k: provenance[k] for k in ("settings", "soundfont")}
     catalog = pd.DataFrame(rows).reindex(columns=CATALOG_COLUMNS)
-    snippets = pa.concat_tables(tables) if tables else MANIFEST_SCHEMA.empty_table()
+    catalog = catalog.astype({column: "Int64" for column in INTEGER_COLUMNS})
+    snippets = pa.concat_tables(tables) if tables else SNIPPET_SCHEMA.empty_table()
     return catalog, snippets, render_settings or {}
 
 

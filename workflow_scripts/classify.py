@@ -220,6 +220,12 @@ def train_probe(data: ProbeData, probe: ProbeSettings, logger=None):
         labels["train"] = torch.cat([labels["train"], labels["validation"]])
     if len(labels["train"]) == 0:
         raise ValueError("no training snippets: check the split's roles")
+    if probe.early_stopping and len(labels["validation"]) == 0:
+        raise ValueError(
+            "the probe selects its epoch on validation (early_stopping: true) but the split has no validation "
+            "snippets (splits.validation_fraction is 0?): give the split a validation share or set "
+            "early_stopping: false"
+        )
     num_classes = len(data.class_names)
     _, layers, dim = tensors["train"].shape
     model = build_model(layers, dim, num_classes, probe).to(dtype)
@@ -345,6 +351,13 @@ def run_probe(dataset_table, embedder: dict[str, Any], assignment: pd.DataFrame,
             "curve": pd.DataFrame(curve), "class_names": data.class_names, "labels": data.labels["test"], "scores": scores}
 
 
+def leak_labels(split_settings: dict[str, Any]) -> dict[str, Any]:
+    """What metrics.json says about the split: whether its guard was on, and so whether the figures are leaky."""
+    from workflow_scripts.roles import is_leaky
+
+    return {"overlap_guard": bool(split_settings.get("overlap_guard", True)), "leaky": is_leaky(split_settings)}
+
+
 def _predictions_frame(data: ProbeData, scores: np.ndarray) -> pd.DataFrame:
     names = np.array(data.class_names)
     top5 = np.argsort(-scores, axis=1, kind="stable")[:, :5]
@@ -382,16 +395,20 @@ def main(snakemake) -> None:  # pragma: no cover - the Snakemake edge
         groups=pd.read_csv(snakemake.input.groups, sep="\t", keep_default_na=False),
         logger=logger,
     )
+    split_settings = read_provenance(snakemake.input.assignment)["settings"]
     provenance = provenance_record(
         "classify",
         asdict(probe),
         embedder=dataset_provenance["embedder"],
-        split=read_provenance(snakemake.input.assignment)["settings"],
+        split=split_settings,
         wildcards=dict(snakemake.wildcards),
     )
     transfer = dataset_provenance.get("transfer")
     variants = dict(transfer) if transfer else {"train": [snakemake.wildcards.variant], "test": snakemake.wildcards.variant}
-    metrics = {**result["metrics"], "variants": variants, "provenance": provenance}
+    metrics = {**result["metrics"], **leak_labels(split_settings), "variants": variants, "provenance": provenance}
+    if metrics["leaky"]:
+        logger.warning("the split was made without the overlap guard: these metrics are leaky "
+                       "(test snippets share measures with training snippets)")
     logger.info("top-1 %.4f top-5 %.4f (%s)", metrics["top1"], metrics["top5"], dict(snakemake.wildcards))
     matrix = confusion(result["labels"], result["scores"].argmax(axis=1), len(result["class_names"]))
     confusion_frame = pd.DataFrame(matrix, index=result["class_names"], columns=result["class_names"])

@@ -17,7 +17,9 @@ from typing import Any
 # in several formats (music21's Bach corpus has bwv277 as .krn and .mxl), the
 # earliest format in this list is kept.
 SCORE_FORMATS = (".mxl", ".musicxml", ".xml", ".krn", ".mei", ".abc", ".mid", ".midi")
-# Roman-numeral analyses (.rntxt) describe chorales that are already in the corpus.
+# Roman-numeral analyses (.rntxt) describe chorales that are already in the corpus; they
+# count as pieces only with corpus.analyses_as_pieces (music21 realises each numeral as a
+# chord), which is how the published report arrived at 430 pieces from 410 chorales.
 ANALYSIS_FORMATS = (".rntxt",)
 PIECE_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 
@@ -60,12 +62,13 @@ def music21_corpus_folder(composer: str) -> Path:
     return folder
 
 
-def list_score_files(folder: Path) -> list[Path]:
-    """Score files under ``folder`` (recursively), analyses and other files left out."""
+def list_score_files(folder: Path, include_analyses: bool = False) -> list[Path]:
+    """Score files under ``folder`` (recursively); analyses too with ``include_analyses``."""
+    suffixes = SCORE_FORMATS + (ANALYSIS_FORMATS if include_analyses else ())
     return sorted(
         path
         for path in folder.rglob("*")
-        if path.is_file() and path.suffix.lower() in SCORE_FORMATS
+        if path.is_file() and path.suffix.lower() in suffixes
     )
 
 
@@ -89,7 +92,7 @@ def assign_piece_ids(paths: list[Path], allow_format_duplicates: bool) -> list[S
                 f"duplicate piece id '{piece_id}': {kept} and {path}. "
                 "Rename one of the files so every piece id is unique."
             )
-        rank = SCORE_FORMATS.index
+        rank = (SCORE_FORMATS + ANALYSIS_FORMATS).index
         if rank(path.suffix.lower()) < rank(kept.suffix.lower()):
             by_id[piece_id] = path
     return [ScoreSource(piece_id, by_id[piece_id]) for piece_id in sorted(by_id, key=natural_key)]
@@ -121,8 +124,9 @@ def select_pieces(sources: list[ScoreSource], pieces: list[str], max_pieces: int
 def discover_sources(corpus_config: dict[str, Any]) -> list[ScoreSource]:
     """The pieces the workflow runs on, from the validated ``corpus`` config section."""
     source = corpus_config["source"]
+    analyses = bool(corpus_config.get("analyses_as_pieces", False))
     if source == "music21":
-        files = list_score_files(music21_corpus_folder(corpus_config["composer"]))
+        files = list_score_files(music21_corpus_folder(corpus_config["composer"]), analyses)
         sources = assign_piece_ids(files, allow_format_duplicates=True)
     elif source == "folder":
         folder_setting = corpus_config.get("folder")
@@ -131,7 +135,7 @@ def discover_sources(corpus_config: dict[str, Any]) -> list[ScoreSource]:
         folder = Path(folder_setting)
         if not folder.is_dir():
             raise CorpusError(f"corpus.folder '{folder}' is not a folder.")
-        files = list_score_files(folder)
+        files = list_score_files(folder, analyses)
         if not files:
             raise CorpusError(
                 f"corpus.folder '{folder}' holds no score files ({', '.join(SCORE_FORMATS)})."

@@ -19,6 +19,7 @@ time spent embedding and the seconds of audio per second.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Hashable, Iterable, Iterator
@@ -69,7 +70,8 @@ class LoadedPiece:
 
     @property
     def audio_samples(self) -> int:
-        return sum(clip.size for clip in self.clips)
+        # From the manifest: an embedder's clips need not be audio (pianoroll reads notes).
+        return sum(self.manifest.column("num_samples").to_pylist())
 
 
 @dataclass
@@ -104,11 +106,11 @@ def embed_cache_key(files: PieceFiles, embedder_name: str, settings: dict[str, A
     )
 
 
-def read_piece(files: PieceFiles, cache_key: str) -> LoadedPiece:
+def read_piece(files: PieceFiles, cache_key: str, read_clips: Callable = read_snippet_audio) -> LoadedPiece:
     """Decode one rendered piece (run in a reader thread; libsndfile releases the GIL)."""
     try:
         manifest = pq.read_table(files.manifest)
-        clips = read_snippet_audio(files.audio, manifest)
+        clips = read_clips(files.audio, manifest)
         render = read_provenance(files.manifest)
     except Exception as error:
         raise RuntimeError(
@@ -308,7 +310,8 @@ def embed_pending(
                     finish(piece)
 
         waiting = time.perf_counter()
-        for piece in prefetched(readers, read_piece, pending, ahead=PIECES_AHEAD_PER_READER * reader_threads):
+        read = functools.partial(read_piece, read_clips=embedder.read_clips)
+        for piece in prefetched(readers, read, pending, ahead=PIECES_AHEAD_PER_READER * reader_threads):
             stats.wait_read_seconds += time.perf_counter() - waiting
             stats.snippets += len(piece.clips)
             stats.audio_seconds += piece.audio_samples / embedder.sample_rate

@@ -51,16 +51,48 @@ def per_class_accuracy(labels: np.ndarray, predictions: np.ndarray, class_names:
     )
 
 
-def bootstrap_ci(values: np.ndarray, resamples: int, seed: int, level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of ``values``."""
+def bootstrap_ci(
+    values: np.ndarray, resamples: int, seed: int, level: float = 0.95, clusters: np.ndarray | None = None
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of ``values``.
+
+    Without ``clusters`` each value is resampled on its own: right when the values are
+    independent draws. With ``clusters`` (one label per value, e.g. the piece a test snippet
+    or query comes from) whole clusters are resampled with replacement, all their values
+    together, and each resample's statistic is the mean over every value it holds. Values
+    of one cluster are correlated (snippets of one piece are easy or hard together), so
+    treating them as independent makes an interval too narrow for a claim about pieces.
+    """
     values = np.asarray(values, dtype=np.float64)
     if values.size == 0:
         return float("nan"), float("nan")
     rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, values.size, size=(resamples, values.size))].mean(axis=1)
+    if clusters is None:
+        means = values[rng.integers(0, values.size, size=(resamples, values.size))].mean(axis=1)
+    else:
+        means = _cluster_resample_means(values, np.asarray(clusters), resamples, rng)
     tail = (1.0 - level) / 2.0
     low, high = np.quantile(means, [tail, 1.0 - tail])
     return float(low), float(high)
+
+
+def _cluster_resample_means(
+    values: np.ndarray, clusters: np.ndarray, resamples: int, rng: np.random.Generator
+) -> np.ndarray:
+    if clusters.shape != values.shape:
+        raise ValueError(
+            f"bootstrap clusters: {clusters.shape[0]} labels for {values.size} values; give one label per value"
+        )
+    _, cluster_index = np.unique(clusters, return_inverse=True)
+    sums = np.bincount(cluster_index, weights=values)
+    sizes = np.bincount(cluster_index).astype(np.float64)
+    drawn = rng.integers(0, sums.size, size=(resamples, sums.size))
+    return sums[drawn].sum(axis=1) / sizes[drawn].sum(axis=1)
+
+
+# Which resampling unit an interval uses, written next to every interval in metrics.json.
+RESAMPLED_PIECES = "pieces: every test snippet of a resampled piece together (cluster bootstrap)"
+RESAMPLED_QUERIES_BY_PIECE = "held-out pieces: every query of a resampled piece together (cluster bootstrap)"
 
 
 def confusion(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
@@ -78,6 +110,8 @@ def attractors(labels: np.ndarray, predictions: np.ndarray, class_names: list[st
 def summarise_predictions(
     labels: np.ndarray, scores: np.ndarray, class_names: list[str], bootstrap_resamples: int, seed: int
 ) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Headline figures. The intervals resample test pieces, each with all its test snippets
+    (``labels`` name the pieces), because the snippets of one piece are not independent."""
     predictions = scores.argmax(axis=1)
     table = per_class_accuracy(labels, predictions, class_names)
     top1 = top_k_correct(labels, scores, 1)
@@ -85,8 +119,9 @@ def summarise_predictions(
     summary = {
         "top1": top_k_accuracy(labels, scores, 1),
         "top5": top_k_accuracy(labels, scores, 5),
-        "top1_ci95": bootstrap_ci(top1, bootstrap_resamples, seed),
-        "top5_ci95": bootstrap_ci(top5, bootstrap_resamples, seed + 1),
+        "top1_ci95": bootstrap_ci(top1, bootstrap_resamples, seed, clusters=labels),
+        "top5_ci95": bootstrap_ci(top5, bootstrap_resamples, seed + 1, clusters=labels),
+        "ci95_resampling": RESAMPLED_PIECES,
         "per_class_mean": float(table.accuracy.mean()) if len(table) else float("nan"),
         "per_class_median": float(table.accuracy.median()) if len(table) else float("nan"),
         "classes_at_0": int((table.accuracy == 0).sum()),

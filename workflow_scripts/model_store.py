@@ -17,8 +17,11 @@ from workflow_scripts.io_utils import sha256_file
 # Only what loading needs: configs and weights, never the repository's Python code.
 MODEL_FILES = ("config.json", "preprocessor_config.json", "*.safetensors", "pytorch_model.bin")
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-# The fetch rule's output (rules/common.smk: model_marker("mert")), named in error messages.
-FETCH_TARGET = "results/models/mert.json"
+
+
+def fetch_target(name: str) -> str:
+    """The fetch rule's output for an entry (rules/common.smk: model_marker), named in error messages."""
+    return f"results/models/{name}.json"
 
 
 def hub_cache_folder(settings: dict[str, Any]) -> str:
@@ -29,26 +32,32 @@ def hub_cache_folder(settings: dict[str, Any]) -> str:
     return str(constants.HF_HUB_CACHE)
 
 
-def _how_to_get_weights(settings: dict[str, Any]) -> str:
+def _how_to_get_weights(settings: dict[str, Any], name: str) -> str:
     return (
-        f"On a machine with internet, run `snakemake --cores 1 {FETCH_TARGET}` (or "
+        f"On a machine with internet, run `snakemake --cores 1 {fetch_target(name)}` (or "
         f"`huggingface-cli download {settings['model_id']} --revision {settings['revision']}`) "
-        f"with the same cache ({hub_cache_folder(settings)}; set HF_HOME or embedder_settings.mert.cache_dir), "
-        "or put the model files in a folder and set embedder_settings.mert.local_dir. "
-        "Without weights, use the offline embedder: embedders: [spectral]."
+        f"with the same cache ({hub_cache_folder(settings)}; set HF_HOME or embedder_settings.{name}.cache_dir), "
+        f"or put the model files in a folder and set embedder_settings.{name}.local_dir. "
+        "Without weights, use the offline embedders: embedders: [spectral, basic_pitch, pianoroll]."
     )
 
 
-def resolve_model_folder(settings: dict[str, Any], download: bool = False) -> Path:
+def resolve_model_folder(settings: dict[str, Any], name: str = "mert", download: bool = False) -> Path:
     """The folder holding config.json and the weights; downloads only when ``download``."""
     if settings.get("local_dir"):
         folder = Path(settings["local_dir"]).expanduser()
         if not (folder / "config.json").is_file():
             raise EmbedderError(
-                f"embedder_settings.mert.local_dir '{folder}' has no config.json; point it at a folder holding "
+                f"embedder_settings.{name}.local_dir '{folder}' has no config.json; point it at a folder holding "
                 f"{settings['model_id']}'s config.json, preprocessor_config.json and weights."
             )
         return folder
+    if not settings.get("revision"):
+        raise EmbedderError(
+            f"embedder_settings.{name}.revision is not pinned: set it to the full commit hash of {settings['model_id']} "
+            "you mean to use (the model page's 'Files and versions' history lists them), so an upstream change "
+            "cannot alter results; or set local_dir."
+        )
     from huggingface_hub import snapshot_download
 
     try:
@@ -63,7 +72,7 @@ def resolve_model_folder(settings: dict[str, Any], download: bool = False) -> Pa
         verb = "download" if download else "find in the local cache"
         raise EmbedderError(
             f"could not {verb} {settings['model_id']} at revision {settings['revision']} "
-            f"(cache: {hub_cache_folder(settings)}): {type(error).__name__}: {error}. " + _how_to_get_weights(settings)
+            f"(cache: {hub_cache_folder(settings)}): {type(error).__name__}: {error}. " + _how_to_get_weights(settings, name)
         ) from error
     return Path(folder)
 
@@ -73,6 +82,35 @@ def weight_file(folder: Path) -> Path:
         if (folder / name).is_file():
             return folder / name
     raise EmbedderError(f"{folder} holds no model weights ({' or '.join(WEIGHT_FILES)}).")
+
+
+def expected_files(settings: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The checksums to hold the files to: those recorded for the pinned revision, none for a
+    ``local_dir`` (which overrides model_id and revision, so it holds some other files)."""
+    return {} if settings.get("local_dir") else dict(settings.get("known_files") or {})
+
+
+def check_known_files(files: dict[str, dict[str, Any]], known: dict[str, dict[str, Any]], name: str) -> None:
+    """Refuse model files whose size or SHA-256 differs from what the config records.
+
+    ``known`` maps a file name to ``bytes`` and/or ``sha256`` (a full digest, or its leading hex
+    digits where only those are published); a recorded file the folder lacks is refused too.
+    """
+    problems = []
+    for file_name, expected in known.items():
+        found = files.get(file_name)
+        if found is None:
+            problems.append(f"{file_name} is missing (the folder has {sorted(files)})")
+            continue
+        if expected.get("bytes") is not None and found["bytes"] != expected["bytes"]:
+            problems.append(f"{file_name} has {found['bytes']:,} bytes, not {expected['bytes']:,}")
+        if expected.get("sha256") and not found["sha256"].startswith(expected["sha256"]):
+            problems.append(f"{file_name} has SHA-256 {found['sha256']}, not {expected['sha256']}...")
+    if problems:
+        raise EmbedderError(
+            f"the model files of {name} are not those embedder_settings.{name}.known_files records: "
+            + "; ".join(problems) + ". Fetch the pinned revision again, or correct revision and known_files together."
+        )
 
 
 def describe_model_folder(folder: Path) -> dict[str, Any]:
@@ -90,8 +128,9 @@ def main(snakemake) -> None:  # pragma: no cover - the Snakemake edge
     from workflow_scripts.job_log import job_logger
 
     logger = job_logger("fetch_model", snakemake.log[0])
-    settings = snakemake.params.settings
-    folder = resolve_model_folder(settings, download=True)
+    settings, name = snakemake.params.settings, snakemake.params.name
+    folder = resolve_model_folder(settings, name, download=True)
     record = {"model_id": settings["model_id"], "revision": settings["revision"], **describe_model_folder(folder)}
+    check_known_files(record["files"], expected_files(settings), name)
     logger.info("model files ready: %s", record)
     write_json_atomic(snakemake.output.marker, record)

@@ -2,7 +2,8 @@
 
 A job renders a batch of pieces (one process, one SoundFont load). Per piece it writes
 ``{piece}.flac`` (the snippets one after another, 24-bit) and ``{piece}.snippets.parquet``
-(one row per snippet: measures, times, and where its samples lie in the audio file).
+(one row per snippet: measures, times, where its samples lie in the audio file, and the
+notes the synthesiser played in it).
 A score that cannot be rendered is recorded as excluded, with the reason, in an empty
 manifest; the other pieces of the batch are not affected.
 """
@@ -25,7 +26,7 @@ from workflow_scripts.piece_cache import PieceCache
 from workflow_scripts.provenance import package_versions, provenance_record
 from workflow_scripts.segment import ScoreError, events_in_window, parse_score, snippet_windows
 from workflow_scripts.snippet_audio import MANIFEST_SCHEMA, write_audio
-from workflow_scripts.synth import FluidSynthRenderer
+from workflow_scripts.synth import FluidSynthRenderer, played_notes
 
 
 @dataclass(frozen=True)
@@ -71,8 +72,10 @@ def render_piece(source: Path, piece_id: str, settings: RenderSettings, renderer
         )
     clips, rows, offset = [], [], 0
     for window in windows:
+        events = events_in_window(score.events, window.start_s, window.end_s)
+        played = played_notes(events, settings.transpose)
         clip = renderer.render(
-            events_in_window(score.events, window.start_s, window.end_s),
+            events,
             window.end_s - window.start_s,
             settings.programs,
             settings.velocity,
@@ -91,6 +94,9 @@ def render_piece(source: Path, piece_id: str, settings: RenderSettings, renderer
                 "end_s": window.end_s,
                 "sample_offset": offset,
                 "num_samples": len(clip),
+                "note_pitch": [key for _, key in played],
+                "note_onset_s": [event.onset_s for event, _ in played],
+                "note_offset_s": [event.offset_s for event, _ in played],
             }
         )
         clips.append(clip)

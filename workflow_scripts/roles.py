@@ -4,3 +4,14 @@ or the config's imports."""
 
 ROLES = ("train", "validation", "test", "dropped_overlap")
 TRAINING_ROLES = ("train", "validation")  # what a fixed-recipe probe trains on
+# Splits whose test pieces all appear in training, so a closed-set classifier applies;
+# the others (held-out pieces) are evaluated by retrieval.
+CLOSED_SET_SPLITS = ("by_snippet",)
+
+
+def is_leaky(split_settings: dict) -> bool:
+    """Whether a split's settings (as recorded in its provenance) let test snippets share
+    measures with training ones: a by-snippet split without the overlap guard. Settings
+    from before the option existed had the guard; by_piece holds whole pieces out either way."""
+    guarded = bool(split_settings.get("overlap_guard", True))
+    return not guarded and split_settings.get("split", "by_snippet") in CLOSED_SET_SPLITS

@@ -11,9 +11,8 @@ from typing import Any
 
 import yaml
 
-# Splits whose test pieces all appear in training, so a closed-set classifier applies;
-# the others (held-out pieces) are evaluated by retrieval.
-CLOSED_SET_SPLITS = ("by_snippet",)
+from workflow_scripts.roles import CLOSED_SET_SPLITS  # noqa: F401 - defined beside the roles; part of this interface
+
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "config.schema.yaml"
 
 
@@ -37,7 +36,7 @@ def with_defaults(entries: dict[str, dict[str, Any]], fragment: dict[str, Any]) 
 def sweep_probes(sweep: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """One named probe per combination of the sweep grid."""
     grid = sweep.get("grid") or {}
-    if not grid:
+    if not grid or not sweep.get("enabled", True):
         return {}
     fields = sorted(grid)
     probes = {}

@@ -14,7 +14,8 @@ import soundfile
 from workflow_scripts.io_utils import atomic_path
 
 AUDIO_SUBTYPE = "PCM_24"
-MANIFEST_SCHEMA = pa.schema(
+# One row per snippet: where it lies in the piece and in the audio file (what the catalog gathers).
+SNIPPET_SCHEMA = pa.schema(
     [
         ("snippet_id", pa.string()),
         ("piece_id", pa.string()),
@@ -29,6 +30,15 @@ MANIFEST_SCHEMA = pa.schema(
         ("num_samples", pa.int64()),
     ]
 )
+# The notes the synthesiser played in each snippet (MIDI key after transposition; onset and
+# offset in seconds from the snippet's start, cut at its edges), so score-side embedders
+# (pianoroll) need no audio. Kept in the manifest itself: no extra file per piece.
+NOTE_FIELDS = [
+    ("note_pitch", pa.list_(pa.int16())),
+    ("note_onset_s", pa.list_(pa.float64())),
+    ("note_offset_s", pa.list_(pa.float64())),
+]
+MANIFEST_SCHEMA = pa.schema([*SNIPPET_SCHEMA, *NOTE_FIELDS])
 
 
 def write_audio(audio: np.ndarray, sample_rate: int, destination: Path) -> int:
@@ -49,3 +59,4 @@ def read_snippet_audio(audio_path: str | Path, manifest: pa.Table) -> list[np.nd
     offsets = manifest.column("sample_offset").to_pylist()
     lengths = manifest.column("num_samples").to_pylist()
     return [audio[offset : offset + length] for offset, length in zip(offsets, lengths)]
+

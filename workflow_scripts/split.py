@@ -8,6 +8,12 @@ single snippet stay in train and are counted. A validation part for model select
 then carved from the remaining training snippets in the same overlap-safe way (about
 ``validation_fraction`` of them, never a piece's last training snippet).
 
+``overlap_guard: false`` turns the guard off, to measure what it prevents (the published
+report's protocol split overlapping windows by snippet without it): test and validation
+snippets are drawn at random and nothing is dropped, so a test snippet can share measures
+with training snippets. Every metric of such a split is marked leaky; it is never the
+default.
+
 ``by_piece``: a seeded fraction of pieces goes to test, whole. Pieces that the corpus
 audit puts in one group (the same chorale under two ids, or harmonisations of one tune)
 are held out together, so no test piece has a near-copy in training. A validation part
@@ -26,8 +32,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from workflow_scripts.roles import ROLES
-from workflow_scripts.settings import CLOSED_SET_SPLITS  # noqa: F401 - part of this module's interface
+# CLOSED_SET_SPLITS and is_leaky are part of this module's interface.
+from workflow_scripts.roles import CLOSED_SET_SPLITS, ROLES, TRAINING_ROLES, is_leaky  # noqa: F401
 
 
 def piece_rng(seed: int, piece_id: str, purpose: str = "") -> np.random.Generator:
@@ -57,32 +63,43 @@ def pick_held_out(windows: list[tuple[int, int]], wanted: int, rng: np.random.Ge
 
 
 def assign_piece_by_snippet(
-    windows: list[tuple[int, int]], test_fraction: float, validation_fraction: float, rng: np.random.Generator
+    windows: list[tuple[int, int]],
+    test_fraction: float,
+    validation_fraction: float,
+    rng: np.random.Generator,
+    overlap_guard: bool = True,
 ) -> list[str]:
     """Roles for one piece's snippets, given as (first_measure, stop_measure) windows."""
     count = len(windows)
     roles = ["train"] * count
     if count < 2:
         return roles
-    test = pick_held_out(windows, min(count - 1, max(1, int(round(test_fraction * count)))), rng)
-    for index in range(count):
-        if index in test:
-            roles[index] = "test"
-        elif any(overlaps(*windows[index], *windows[t]) for t in test):
-            roles[index] = "dropped_overlap"
+    wanted_test = min(count - 1, max(1, int(round(test_fraction * count))))
+    hold_out(roles, list(range(count)), windows, wanted_test, "test", rng, overlap_guard)
     remaining = [index for index in range(count) if roles[index] == "train"]
     if len(remaining) >= 2:
         # Stochastic rounding keeps the expected validation share right even for
         # pieces with two or three training snippets.
         wanted = min(len(remaining) - 1, int(np.floor(validation_fraction * len(remaining) + rng.random())))
-        chosen = pick_held_out([windows[index] for index in remaining], wanted, rng)
-        validation = [remaining[index] for index in chosen]
-        for index in remaining:
-            if index in validation:
-                roles[index] = "validation"
-            elif any(overlaps(*windows[index], *windows[v]) for v in validation):
-                roles[index] = "dropped_overlap"
+        hold_out(roles, remaining, windows, wanted, "validation", rng, overlap_guard)
     return roles
+
+
+def hold_out(
+    roles: list[str], candidates: list[int], windows: list[tuple[int, int]], wanted: int, role: str,
+    rng: np.random.Generator, overlap_guard: bool,
+) -> None:
+    """Give ``role`` to up to ``wanted`` of the ``candidates``, in place. With the guard, the
+    other candidates that share a measure with a chosen one are dropped; without it they stay."""
+    if overlap_guard:
+        chosen = [candidates[index] for index in pick_held_out([windows[c] for c in candidates], wanted, rng)]
+    else:
+        chosen = [candidates[int(index)] for index in rng.permutation(len(candidates))[:wanted]]
+    for index in candidates:
+        if index in chosen:
+            roles[index] = role
+        elif overlap_guard and any(overlaps(*windows[index], *windows[c]) for c in chosen):
+            roles[index] = "dropped_overlap"
 
 
 def by_snippet(snippets: pd.DataFrame, settings: dict[str, Any], groups: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -94,6 +111,7 @@ def by_snippet(snippets: pd.DataFrame, settings: dict[str, Any], groups: pd.Data
             float(settings["test_fraction"]),
             float(settings.get("validation_fraction", 0.0)),
             piece_rng(int(settings["seed"]), str(piece_id)),
+            overlap_guard=bool(settings.get("overlap_guard", True)),
         )
         parts.append(pd.DataFrame({"snippet_id": piece.snippet_id.values, "piece_id": piece_id, "role": roles}))
     return _concat(parts)
@@ -146,9 +164,25 @@ def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-def summarise(assignment: pd.DataFrame) -> dict[str, Any]:
+def leaked_test_snippets(assignment: pd.DataFrame, snippets: pd.DataFrame) -> int:
+    """Test snippets that share a measure with a training or validation snippet of their piece:
+    0 under the overlap guard, the size of the leak without it."""
+    windows = assignment.merge(snippets[["snippet_id", "first_measure", "stop_measure"]], on="snippet_id", how="left")
+    leaked = 0
+    for _, piece in windows.groupby("piece_id"):
+        seen = piece[piece.role.isin(TRAINING_ROLES)][["first_measure", "stop_measure"]].to_numpy()
+        for first, stop in piece[piece.role == "test"][["first_measure", "stop_measure"]].to_numpy():
+            leaked += bool(len(seen)) and bool(((seen[:, 0] < stop) & (first < seen[:, 1])).any())
+    return int(leaked)
+
+
+def summarise(assignment: pd.DataFrame, snippets: pd.DataFrame | None = None) -> dict[str, Any]:
     per_piece = assignment.groupby("piece_id").role.agg(lambda roles: set(roles))
+    leak = {}
+    if snippets is not None:
+        leak["test_snippets_sharing_measures_with_training"] = leaked_test_snippets(assignment, snippets)
     return {
+        **leak,
         "snippets": {role: int((assignment.role == role).sum()) for role in ROLES},
         "pieces": int(len(per_piece)),
         "pieces_with_test": int(sum("test" in roles for roles in per_piece)),
@@ -166,13 +200,24 @@ def main(snakemake) -> None:  # pragma: no cover - the Snakemake edge
     import pyarrow.parquet as pq
 
     from workflow_scripts.io_utils import write_parquet_atomic
+    from workflow_scripts.job_log import job_logger
     from workflow_scripts.provenance import provenance_record
 
+    logger = job_logger("split", snakemake.log[0])
+    settings = snakemake.params.settings
     snippets = pq.read_table(snakemake.input.snippets).to_pandas()
     groups = pd.read_csv(snakemake.input.groups, sep="\t")
-    assignment = make_split(snakemake.wildcards.split, snippets, snakemake.params.settings, groups)
+    assignment = make_split(snakemake.wildcards.split, snippets, settings, groups)
+    summary = summarise(assignment, snippets)
+    if is_leaky({"split": snakemake.wildcards.split, **settings}):
+        logger.warning(
+            "splits.overlap_guard is false: %d of %d test snippets share measures with training snippets of their "
+            "piece. Every metric of this split is marked leaky; set splits.overlap_guard: true for a sound figure.",
+            summary["test_snippets_sharing_measures_with_training"], summary["snippets"]["test"],
+        )
+    logger.info("%s: %s", snakemake.wildcards.split, summary)
     write_parquet_atomic(
         pa.Table.from_pandas(assignment, preserve_index=False),
         snakemake.output.assignment,
-        provenance_record("split", {"split": snakemake.wildcards.split, **snakemake.params.settings}, summary=summarise(assignment)),
+        provenance_record("split", {"split": snakemake.wildcards.split, **settings}, summary=summary),
     )

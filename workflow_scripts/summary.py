@@ -15,7 +15,10 @@ FIGURE_COLUMNS = [
     "per_class_mean", "per_class_median", "classes_at_0", "classes_at_100", "classes", "train_snippets",
     "validation_snippets", "test_snippets", "dropped_overlap_snippets", "selected_step", "train_seconds",
 ]
-COLUMNS = ["embedder", "variant", "split", "probe", "train_variants", "test_variant", *SETTING_COLUMNS, *FIGURE_COLUMNS]
+# leaky: the split had no overlap guard, so test snippets share measures with training ones
+# (splits.overlap_guard: false); such a row measures the protocol, not the embedding.
+COLUMNS = ["embedder", "variant", "split", "probe", "leaky", "train_variants", "test_variant", *SETTING_COLUMNS,
+           *FIGURE_COLUMNS, "ci95_resampling"]
 
 
 def summary_row(metrics: dict) -> dict:
@@ -25,6 +28,9 @@ def summary_row(metrics: dict) -> dict:
     row.update(train_variants="+".join(variants["train"]), test_variant=variants["test"])
     row.update({column: metrics["probe"].get(column) for column in SETTING_COLUMNS})
     row.update({column: metrics.get(column) for column in FIGURE_COLUMNS})
+    row["leaky"] = bool(metrics.get("leaky", False))
+    # The unit the intervals resample ("pieces"); metrics from before cluster intervals resampled snippets.
+    row["ci95_resampling"] = metrics.get("ci95_resampling", "snippets").split(":")[0]
     for key in ("top1_ci95", "top5_ci95"):
         low, high = row[key]
         row[key] = f"{low:.4f}-{high:.4f}"

@@ -145,6 +145,18 @@ def _render_into(synth, mono: np.ndarray, start: int, stop: int) -> None:
     mono[start:stop] = 0.5 * (left + right)
 
 
+def played_notes(events: Sequence[NoteEvent], transpose: int) -> list[tuple[NoteEvent, int]]:
+    """The events the synthesiser sounds, each with the MIDI key it plays: transposed, and
+    only those whose key stays on the MIDI keyboard (0-127). The render stage records these
+    as the snippet's notes, so the score-side embedder sees what was played, not what was written."""
+    played = []
+    for event in events:
+        key = event.key + transpose
+        if 0 <= key <= 127:
+            played.append((event, key))
+    return played
+
+
 def _render_events(synth, soundfont_id, sample_rate, events, duration_s, programs, velocity, transpose) -> np.ndarray:
     total = int(round(duration_s * sample_rate))
     voices = max((event.voice for event in events), default=0) + 1
@@ -152,10 +164,7 @@ def _render_events(synth, soundfont_id, sample_rate, events, duration_s, program
         synth.program_select(channel_for_voice(voice), soundfont_id, 0, programs[voice % len(programs)])
     # Note-offs sort before note-ons at the same instant so a repeated note restarts.
     timeline = []
-    for event in events:
-        key = event.key + transpose
-        if not 0 <= key <= 127:
-            continue
+    for event, key in played_notes(events, transpose):
         channel = channel_for_voice(event.voice)
         timeline.append((int(round(event.onset_s * sample_rate)), 1, channel, key))
         timeline.append((int(round(event.offset_s * sample_rate)), 0, channel, key))

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Hashable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 
 class EmbedderError(RuntimeError):
@@ -31,6 +33,14 @@ class Embedder(ABC):
     @abstractmethod
     def embed(self, clips: list[np.ndarray]) -> np.ndarray:
         """Float32 array (len(clips), layers, dim) for mono clips at ``sample_rate``."""
+
+    def read_clips(self, audio_path: Path, manifest: pa.Table) -> list[np.ndarray]:
+        """What ``embed`` takes for each snippet of a rendered piece, in manifest order: its
+        audio (float32 mono at the render rate). An embedder of the score rather than the
+        sound (pianoroll) reads the notes in the manifest instead and never decodes audio."""
+        from workflow_scripts.snippet_audio import read_snippet_audio
+
+        return read_snippet_audio(audio_path, manifest)
 
     def batch_key(self, num_samples: int) -> Hashable:
         """Clips whose keys are equal may share one call to ``embed``.

@@ -1,30 +1,45 @@
-"""``mert``: MERT-v1 through transformers' own HuBERT classes, every hidden state kept.
+"""MERT and other self-supervised audio encoders through transformers' own classes, every hidden state kept.
 
-Loading. MERT-v1-95M is published with custom code (``MERTModel``, ``MERTConfig``), but
-that code subclasses transformers' ``HubertModel`` and only departs from it through
-options the 95M checkpoint leaves off: a CQT branch (``feature_extractor_cqt``), DeepNorm
-residual scaling (``deepnorm``) and relaxed attention (``attention_relax``). With those
-off, ``MERTModel`` builds exactly ``HubertModel``'s modules under the same parameter
-names, so the checkpoint is loaded into ``HubertModel`` with a ``HubertConfig`` made from
-its config.json: no remote code runs. ``from_pretrained`` reads safetensors when present,
-otherwise ``pytorch_model.bin`` with torch's weights-only loader, and every checkpoint
+One loader for a family of named entries (registry.HF_ENCODERS; config ``embedder_settings.<name>``:
+model id, pinned revision, transformers class, sample rate): ``mert`` (MERT-v1-95M), ``mert_330m``
+(MERT-v1-330M), ``mert_v0`` (MERT-v0-public), ``music2vec`` (music2vec-v1, Data2VecAudioModel) and
+``hubert_base`` (HuBERT base trained on LibriSpeech: a speech baseline).
+
+Loading. MERT is published with custom code (``MERTModel``, ``MERTConfig``), but that code
+subclasses transformers' ``HubertModel`` and departs from it only through options: a CQT branch
+(``feature_extractor_cqt``) and DeepNorm residual scaling (``deepnorm``). ``attention_relax``
+(32.0 in MERT-v1-330M) is read by MERT's code only inside the DeepNorm branch, so with DeepNorm off
+it changes nothing and is not refused. With those options off, ``MERTModel`` builds exactly
+``HubertModel``'s modules under the same parameter names, so the checkpoint is loaded into the
+entry's transformers class with that class's config made from config.json (its own keys only,
+4.24-era keys such as ``feat_extract_dropout`` dropped): no remote code runs. A config that turns
+DeepNorm or the CQT branch on is refused: such a checkpoint loads without a key error yet computes
+something else, so the key check alone could not catch it. (The repository's own code is not an
+option: the fetch rule never downloads ``*.py`` files, and on transformers 5.x MERT's ``forward``,
+which overrides a decorated method, returns no hidden states.) ``from_pretrained`` reads
+safetensors when present, otherwise ``pytorch_model.bin`` with torch's weights-only loader
+(transformers refuses ``.bin`` files under torch < 2.6, hence ``torch>=2.6``), and every checkpoint
 tensor must land in the model (a missing or unexpected key is an error, not a warning).
-A config that turns one of those options on is refused with an explanation; only then,
-and only with ``trust_remote_code: true``, is the repository's own code used.
 
-Inference. The embed stage hands over batches of clips that share a ``batch_key``.
-MERT-95M's first convolution uses group normalisation over time, which padding would
-change, so by default that key is the exact length (``padding: false``); with a
-layer-normalised checkpoint, ``padding: true`` lets lengths within half a second share a
-batch, padded, with the attention mask. Raw samples go to the device, where they are
-normalised as the model's feature extractor would (``do_normalize``), run through the
-model, and each hidden state is mean-pooled over its valid frames as it is read: only
-(batch, layers, dim) float32 values come back. Clips longer than ``chunk_seconds`` are
-cut into chunks, and the pooled vector is the mean over all chunks' frames, so memory
-stays bounded. ``precision``: ``fp32``; ``bf16`` or ``fp16`` autocast; ``bf16-true``
-casts the weights and activations to bfloat16 (the fastest on recent GPUs); pooling sums
-in float32 whatever the precision. It applies on CUDA, and on the CPU only when
-``device: cpu`` is set explicitly (to check bf16 numerics without a GPU).
+Layers. ``hidden_states`` 0..L: with a post-norm encoder (``do_stable_layer_norm: false``: 95M,
+v0, HuBERT base) every state is layer-normed; with a pre-norm encoder (330M) states 0..L-1 are
+the un-normalised residual stream and only the last is normed, so their scales differ by layer
+(the probes' ``standardize`` removes that; ``none`` and ``l2`` compare them as they are).
+
+Inference. The embed stage hands over batches of clips that share a ``batch_key``. Whether clips
+of different lengths may share a padded batch follows from ``feat_extract_norm``: ``group`` (the
+first convolution normalises each channel over time, so padding would change it: 95M, 330M, v0,
+HuBERT base) batches only one exact length; ``layer`` pads to lengths within half a second and
+passes the attention mask. When the model's rate differs from ``render.sample_rate`` each clip is
+resampled with soxr (``soxr_hq``) on the host, and the description says so. Raw samples go to the
+device, where they are normalised as the model's feature extractor would (``do_normalize``, read
+from preprocessor_config.json and recorded), run through the model, and each hidden state is
+mean-pooled over its valid frames as it is read: only (batch, layers, dim) float32 values come
+back. Clips longer than ``chunk_seconds`` are cut into chunks, and the pooled vector is the mean
+over all chunks' frames, so memory stays bounded. ``precision``: ``fp32``; ``bf16`` or ``fp16``
+autocast; ``bf16-true`` casts the weights and activations to bfloat16 (the fastest on recent
+GPUs); pooling sums in float32 whatever the precision. It applies on CUDA, and on the CPU only
+when ``device: cpu`` is set explicitly (to check bf16 numerics without a GPU).
 """
 
 from __future__ import annotations
@@ -39,14 +54,18 @@ from typing import Any
 import numpy as np
 
 from workflow_scripts.embedders.base import Embedder, EmbedderError
-from workflow_scripts.model_store import describe_model_folder, resolve_model_folder
+from workflow_scripts.model_store import check_known_files, describe_model_folder, expected_files, resolve_model_folder
 
-# MERTConfig options that change the computation away from HubertModel's.
-CUSTOM_CODE_OPTIONS = {
-    "feature_extractor_cqt": lambda value: bool(value),
-    "deepnorm": lambda value: bool(value),
-    "attention_relax": lambda value: value is not None and float(value) > 0,
+# MERTConfig options that change the computation away from HubertModel's. (attention_relax is
+# read only inside the DeepNorm branch, so it is no such option on its own.)
+CUSTOM_CODE_OPTIONS = ("feature_extractor_cqt", "deepnorm")
+# The transformers classes an entry may name (config ``model_class``), with their config classes.
+MODEL_CLASSES = {
+    "HubertModel": "HubertConfig",
+    "Data2VecAudioModel": "Data2VecAudioConfig",
+    "Wav2Vec2Model": "Wav2Vec2Config",
 }
+RESAMPLER_QUALITY = "soxr_hq"
 AUTOCAST_DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
 # Precisions that cast the model's weights (and so its input) rather than autocasting.
 WEIGHT_DTYPES = {"bf16-true": "bfloat16"}
@@ -56,21 +75,49 @@ PADDING_QUANTUM_SECONDS = 0.5
 OUT_OF_MEMORY_TEXTS = ("out of memory", "can't allocate memory", "CUBLAS_STATUS_ALLOC_FAILED")
 
 
-def hubert_config_from(config_dict: dict[str, Any]):
-    """A HubertConfig equivalent to a MERT (or HuBERT) config.json; refuses custom-code options."""
-    from transformers import HubertConfig
+def model_config_from(config_dict: dict[str, Any], model_class: str, where: str):
+    """The transformers config of ``model_class`` equivalent to a config.json (MERT's or a native one).
 
-    needing_code = [key for key, needs in CUSTOM_CODE_OPTIONS.items() if key in config_dict and needs(config_dict[key])]
+    Only the keys the config class knows are passed on; DeepNorm and the CQT branch are refused.
+    """
+    import transformers
+
+    needing_code = [key for key in CUSTOM_CODE_OPTIONS if config_dict.get(key)]
     if needing_code:
         raise EmbedderError(
-            f"the model config turns on {needing_code}, which transformers' HubertModel does not implement; "
-            "this checkpoint needs the repository's custom code. Set embedder_settings.mert.trust_remote_code: true "
-            "if you trust that code."
+            f"{where}: the model config turns on {needing_code}, which transformers' {model_class} does not "
+            "implement: the checkpoint would load without a key error and compute something else. This loader "
+            "does not support such checkpoints; choose another entry (MERT-v1-95M or -330M leave both off)."
         )
-    known = HubertConfig().to_dict()
-    values = {key: value for key, value in config_dict.items() if key in known and key not in ("model_type", "architectures", "auto_map", "transformers_version")}
+    config_class = getattr(transformers, MODEL_CLASSES[model_class])
+    known = config_class().to_dict()
+    ignored = ("model_type", "architectures", "auto_map", "transformers_version")
+    values = {key: value for key, value in config_dict.items() if key in known and key not in ignored}
     # Masking, dropout and layer drop only act in training mode; the model runs in eval.
-    return HubertConfig(**values)
+    return config_class(**values)
+
+
+def hubert_config_from(config_dict: dict[str, Any]):
+    """A HubertConfig equivalent to a MERT (or HuBERT) config.json; refuses DeepNorm and the CQT branch."""
+    return model_config_from(config_dict, "HubertModel", "config.json")
+
+
+def padding_allowed(config_dict: dict[str, Any]) -> bool:
+    """Whether clips of different lengths may share a padded batch: only when the first convolution
+    is layer-normalised. Group norm (transformers' default) normalises over time, padding included;
+    ``do_stable_layer_norm`` is about the transformer layers and says nothing about it."""
+    return config_dict.get("feat_extract_norm", "group") == "layer"
+
+
+def resample(clip: np.ndarray, source_rate: int, target_rate: int) -> np.ndarray:
+    """soxr at ``soxr_hq`` (librosa's default resampler), length ``ceil(n * target / source)``."""
+    if source_rate == target_rate:
+        return clip
+    import soxr
+
+    resampled = soxr.resample(np.asarray(clip, np.float32), source_rate, target_rate, quality=RESAMPLER_QUALITY)
+    target = int(np.ceil(clip.size * target_rate / source_rate))
+    return np.pad(resampled, (0, max(0, target - resampled.size)))[:target].astype(np.float32)
 
 
 def plan_batches(lengths: list[int], max_batch: int, allow_padding: bool) -> list[list[int]]:
@@ -95,17 +142,24 @@ def chunk_clip(clip: np.ndarray, chunk_samples: int) -> list[np.ndarray]:
     return [clip[start:stop] for start, stop in zip(starts, bounds)]
 
 
-class MertEmbedder(Embedder):
-    name = "mert"
+class AudioEncoderEmbedder(Embedder):
+    """A named entry of the family (registry.HF_ENCODERS): MERT-v1-95M as ``mert``, and its relatives."""
 
-    def __init__(self, settings: dict[str, Any], logger: logging.Logger | None = None):
+    def __init__(self, name: str, settings: dict[str, Any], logger: logging.Logger | None = None):
         import torch
 
+        self.name = name
         self.settings = settings
-        self.logger = logger or logging.getLogger("chorale_id.mert")
-        self.sample_rate = int(settings["sample_rate"])
+        self.logger = logger or logging.getLogger(f"chorale_id.{name}")
+        self.sample_rate = int(settings["sample_rate"])  # the rendered audio's
+        # Defaults: MERT-v1-95M's (settings built by hand, as the benchmarks do, may leave them out).
+        self.model_sample_rate = int(settings.get("model_sample_rate") or self.sample_rate)
+        self.model_class = settings.get("model_class", "HubertModel")
+        if self.model_class not in MODEL_CLASSES:
+            raise EmbedderError(f"embedder_settings.{name}.model_class '{self.model_class}' is not one of {sorted(MODEL_CLASSES)}.")
         self.device = self._choose_device(torch, settings["device"])
-        self.folder = resolve_model_folder(settings)
+        self.folder = resolve_model_folder(settings, name)
+        self.config_dict = json.loads((self.folder / "config.json").read_text(encoding="utf-8"))
         self.model, self.feature_extractor = self._load(self.folder)
         self.layers = self.model.config.num_hidden_layers + 1
         self.dim = self.model.config.hidden_size
@@ -115,7 +169,7 @@ class MertEmbedder(Embedder):
             self.input_dtype = getattr(torch, WEIGHT_DTYPES[self.precision])
             self.model.to(self.input_dtype)
         self.do_normalize = bool(self.feature_extractor.do_normalize)
-        self.allow_padding = bool(settings["padding"])
+        self.allow_padding = padding_allowed(self.config_dict)
         self.batch_size = int(settings["batch_size"])
         # On the CPU one clip per forward pass: oneDNN's convolutions and matrix products give
         # results that depend (in the last bits) on the batch, so this keeps a piece's vectors
@@ -123,8 +177,9 @@ class MertEmbedder(Embedder):
         # enough product that batching buys nothing there (4 clips: 14.1 s one by one, 20.1 s
         # as one batch, full MERT-95M architecture, 2 cores).
         self.forward_batch_size = self.batch_size if self.device.type == "cuda" else 1
-        self.chunk_samples = round(float(settings["chunk_seconds"]) * self.sample_rate)
+        self.chunk_samples = round(float(settings["chunk_seconds"]) * self.model_sample_rate)
         self._model_files = describe_model_folder(self.folder)
+        check_known_files(self._model_files["files"], expected_files(settings), name)
 
     def _choose_precision(self, settings: dict[str, Any]) -> str:
         requested = settings["precision"]
@@ -136,45 +191,45 @@ class MertEmbedder(Embedder):
     def _choose_device(self, torch, requested: str):
         if requested == "cuda" and not torch.cuda.is_available():
             raise EmbedderError(
-                "embedder_settings.mert.device is 'cuda' but torch sees no GPU "
+                f"embedder_settings.{self.name}.device is 'cuda' but torch sees no GPU "
                 f"(torch {torch.__version__}, CUDA build: {torch.version.cuda}). Install a CUDA build of torch, "
                 "run on a GPU node, or set device: auto (CPU fallback) or cpu."
             )
         if requested == "auto":
             if torch.cuda.is_available():
                 return torch.device("cuda")
-            self.logger.warning("no GPU visible: MERT runs on the CPU, at a few seconds of audio per second")
+            self.logger.warning("no GPU visible: %s runs on the CPU, at a few seconds of audio per second", self.name)
             return torch.device("cpu")
         return torch.device(requested)
 
     def _load(self, folder: Path):
-        from transformers import AutoModel, HubertModel, Wav2Vec2FeatureExtractor
+        import transformers
+        from transformers import Wav2Vec2FeatureExtractor
 
-        config_dict = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-        if self.settings.get("trust_remote_code"):
-            model = AutoModel.from_pretrained(folder, trust_remote_code=True, local_files_only=True)
-        else:
-            model, info = HubertModel.from_pretrained(
-                folder, config=hubert_config_from(config_dict), local_files_only=True, output_loading_info=True
+        model_class = getattr(transformers, self.model_class)
+        config = model_config_from(self.config_dict, self.model_class, str(folder / "config.json"))
+        model, info = model_class.from_pretrained(folder, config=config, local_files_only=True, output_loading_info=True)
+        problems = {key: value for key, value in info.items() if value and key in ("missing_keys", "unexpected_keys", "mismatched_keys")}
+        if problems:
+            raise EmbedderError(
+                f"the checkpoint in {folder} does not match transformers' {self.model_class}: {problems}. "
+                f"Check embedder_settings.{self.name}: model_id, revision and model_class."
             )
-            problems = {key: value for key, value in info.items() if value and key in ("missing_keys", "unexpected_keys", "mismatched_keys")}
-            if problems:
-                raise EmbedderError(
-                    f"the checkpoint in {folder} does not match HubertModel: {problems}. "
-                    "Its architecture differs from MERT-v1's; check model_id and revision."
-                )
         if not (folder / "preprocessor_config.json").is_file():
             raise EmbedderError(f"{folder} has no preprocessor_config.json (the model's feature-extractor settings).")
         feature_extractor = Wav2Vec2FeatureExtractor.from_pretrained(folder, local_files_only=True)
-        if feature_extractor.sampling_rate != self.sample_rate:
+        if feature_extractor.sampling_rate != self.model_sample_rate:
             raise EmbedderError(
-                f"{self.settings['model_id']} expects {feature_extractor.sampling_rate} Hz input but the audio is rendered "
-                f"at {self.sample_rate} Hz; set render.sample_rate: {feature_extractor.sampling_rate}."
+                f"{self.settings['model_id']}'s preprocessor_config.json says {feature_extractor.sampling_rate} Hz, but "
+                f"embedder_settings.{self.name}.model_sample_rate is {self.model_sample_rate}; correct the config entry."
             )
         model.eval().to(self.device)
         return model, feature_extractor
 
     def describe(self) -> dict[str, Any]:
+        resampling = "none" if self.sample_rate == self.model_sample_rate else (
+            f"soxr {RESAMPLER_QUALITY} {self.sample_rate} -> {self.model_sample_rate} Hz"
+        )
         return {
             "name": self.name,
             "model_id": self.settings["model_id"],
@@ -183,12 +238,17 @@ class MertEmbedder(Embedder):
             "dim": self.dim,
             "sample_rate": self.sample_rate,
             "settings": {
+                "model_class": self.model_class,
+                "model_sample_rate": self.model_sample_rate,
+                "resampling": resampling,
                 "precision": self.precision,
                 "do_normalize": self.do_normalize,
                 "padding": self.allow_padding,
+                "feat_extract_norm": self.config_dict.get("feat_extract_norm", "group"),
+                "do_stable_layer_norm": bool(self.config_dict.get("do_stable_layer_norm", False)),
                 "chunk_seconds": float(self.settings["chunk_seconds"]),
                 "pooling": "mean over valid frames, every hidden state",
-                "loader": "remote code" if self.settings.get("trust_remote_code") else "transformers HubertModel",
+                "loader": f"transformers {self.model_class}",
             },
             "model_files": self._model_files["files"],
         }
@@ -227,9 +287,12 @@ class MertEmbedder(Embedder):
         import torch
 
         lengths = torch.tensor([clip.size for clip in clips], dtype=torch.long)
-        host = torch.zeros((len(clips), int(lengths.max())), dtype=torch.float32)
-        for row, clip in enumerate(clips):
-            host[row, : clip.size] = torch.from_numpy(np.ascontiguousarray(clip, dtype=np.float32))
+        if len({clip.size for clip in clips}) == 1:  # the usual exact-length batch: one copy
+            host = torch.from_numpy(np.stack(clips).astype(np.float32, copy=False))
+        else:
+            host = torch.zeros((len(clips), int(lengths.max())), dtype=torch.float32)
+            for row, clip in enumerate(clips):
+                host[row, : clip.size] = torch.from_numpy(np.ascontiguousarray(clip, dtype=np.float32))
         if self.device.type == "cuda":
             host = host.pin_memory()
         return host.to(self.device, non_blocking=True), lengths.to(self.device, non_blocking=True)
@@ -259,9 +322,11 @@ class MertEmbedder(Embedder):
         values, lengths = self._device_batch(clips)
         sample_mask = torch.arange(values.shape[1], device=self.device)[None, :] < lengths[:, None]
         padded = bool((lengths != values.shape[1]).any())
-        with torch.inference_mode(), self._autocast(torch):
+        with torch.inference_mode():
             values = self._normalise(values, sample_mask).to(self.input_dtype)
-            outputs = self.model(values, attention_mask=sample_mask.long() if padded else None, output_hidden_states=True)
+            with self._autocast(torch):
+                outputs = self.model(values, attention_mask=sample_mask.long() if padded else None, output_hidden_states=True)
+            # Pooled outside autocast, which would run the sums in bf16/fp16.
             frames = self.model._get_feat_extract_output_lengths(lengths).long()
             frame_count = outputs.hidden_states[0].shape[1]
             frame_mask = (torch.arange(frame_count, device=self.device)[None, :] < frames[:, None]).float()
@@ -276,6 +341,7 @@ class MertEmbedder(Embedder):
         return torch.autocast(self.device.type, enabled=False)
 
     def embed(self, clips: list[np.ndarray]) -> np.ndarray:
+        clips = [resample(clip, self.sample_rate, self.model_sample_rate) for clip in clips]
         pieces = [(clip_index, chunk) for clip_index, clip in enumerate(clips) for chunk in chunk_clip(clip, self.chunk_samples)]
         sums = np.zeros((len(clips), self.layers, self.dim), dtype=np.float64)
         counts = np.zeros(len(clips), dtype=np.int64)
@@ -288,3 +354,6 @@ class MertEmbedder(Embedder):
         if np.any(counts == 0):
             raise EmbedderError("a clip is too short for the model to produce a single frame")
         return (sums / counts[:, None, None]).astype(np.float32)
+
+
+MertEmbedder = AudioEncoderEmbedder  # the family's first member, by its former name
