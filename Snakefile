@@ -27,7 +27,7 @@ include: "rules/report.smk"
 
 
 rule all:
+    default_target: True
     input:
         default_targets(),
-    default_target: True
     localrule: True

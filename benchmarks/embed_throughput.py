@@ -84,10 +84,18 @@ def mert_95m_config():
     from transformers import HubertConfig
 
     return HubertConfig(
-        hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
-        conv_dim=(512,) * 7, conv_kernel=(10, 3, 3, 3, 3, 2, 2), conv_stride=(5, 2, 2, 2, 2, 2, 2),
-        num_conv_pos_embeddings=128, num_conv_pos_embedding_groups=16,
-        feat_extract_norm="group", do_stable_layer_norm=False, feat_proj_layer_norm=True,
+        hidden_size=768,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        intermediate_size=3072,
+        conv_dim=(512,) * 7,
+        conv_kernel=(10, 3, 3, 3, 3, 2, 2),
+        conv_stride=(5, 2, 2, 2, 2, 2, 2),
+        num_conv_pos_embeddings=128,
+        num_conv_pos_embedding_groups=16,
+        feat_extract_norm="group",
+        do_stable_layer_norm=False,
+        feat_proj_layer_norm=True,
     )
 
 
@@ -115,7 +123,9 @@ def rendered_pieces(folder: Path, limit: int | None) -> list[str]:
 
 def job_files(audio: Path, names: list[str], out: Path, copies: int = 1) -> list[PieceFiles]:
     return [
-        PieceFiles(f"{name}~{copy}", audio / f"{name}.snippets.parquet", audio / f"{name}.flac", out / f"{name}~{copy}.parquet")
+        PieceFiles(
+            f"{name}~{copy}", audio / f"{name}.snippets.parquet", audio / f"{name}.flac", out / f"{name}~{copy}.parquet"
+        )
         for copy in range(copies)
         for name in names
     ]
@@ -163,14 +173,17 @@ def time_bare(model, clips: list[np.ndarray], batch: int, device: torch.device) 
 def time_stage(files, settings, embedder, threads: int, scratch: Path, logger):
     """One job's wall time, a fresh cache so every piece is computed, as in a first run."""
     cache = Path(tempfile.mkdtemp(dir=scratch, prefix="cache-"))
-    stats = embed_batch(files, "mert", settings, cache, logger, embedder=embedder, reader_threads=reader_threads_for(threads))
+    stats = embed_batch(
+        files, "mert", settings, cache, logger, embedder=embedder, reader_threads=reader_threads_for(threads)
+    )
     return stats
 
 
 def fixed_costs(settings: dict, device: str) -> dict[str, float]:
     completed = subprocess.run(
         [sys.executable, "-c", FIXED_COST_PROBE, json.dumps(settings), device, str(REPO_ROOT)],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     if completed.returncode != 0:
         raise SystemExit(f"the fixed-cost probe failed:\n{completed.stderr[-3000:]}")
@@ -183,14 +196,22 @@ def main() -> None:
     parser.add_argument("--pieces", type=int, default=None, help="use the first N pieces (default: all)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16", "bf16-true"])
-    parser.add_argument("--bare-precision", default=None, choices=["fp32", "bf16-true"],
-                        help="default: bf16-true on CUDA, fp32 on the CPU")
+    parser.add_argument(
+        "--bare-precision",
+        default=None,
+        choices=["fp32", "bf16-true"],
+        help="default: bf16-true on CUDA, fp32 on the CPU",
+    )
     parser.add_argument("--batch-size", type=int, default=64, help="the stage's batch_size setting")
     parser.add_argument("--bare-batch", type=int, default=None, help="default: 64 on CUDA, 1 on the CPU")
     parser.add_argument("--threads", type=int, default=8, help="the job's threads (readers: threads - 1)")
-    parser.add_argument("--repeats", type=int, default=3, help="rounds of bare then stage; the best of each is reported")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="rounds of bare then stage; the best of each is reported"
+    )
     parser.add_argument("--replicate", type=int, default=0, help="also time one job over every piece K times")
-    parser.add_argument("--pieces-per-job", type=int, default=10_000, help="embed.pieces_per_gpu_job, for the projection")
+    parser.add_argument(
+        "--pieces-per-job", type=int, default=10_000, help="embed.pieces_per_gpu_job, for the projection"
+    )
     parser.add_argument("--model-dir", type=Path, default=None, help="real model files (default: random weights)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     arguments = parser.parse_args()
@@ -212,16 +233,30 @@ def main() -> None:
             save_random_mert(model_dir)
         settings = {
             "model_id": "random-MERT-v1-95M-architecture" if arguments.model_dir is None else str(model_dir),
-            "revision": "none", "local_dir": str(model_dir), "cache_dir": None,
-            "device": arguments.device, "precision": arguments.precision, "batch_size": arguments.batch_size,
-            "padding": False, "chunk_seconds": 30.0, "trust_remote_code": False, "sample_rate": RATE,
+            "revision": "none",
+            "local_dir": str(model_dir),
+            "cache_dir": None,
+            "device": arguments.device,
+            "precision": arguments.precision,
+            "batch_size": arguments.batch_size,
+            "padding": False,
+            "chunk_seconds": 30.0,
+            "trust_remote_code": False,
+            "sample_rate": RATE,
         }
         costs = fixed_costs(settings, arguments.device)
         embedder = build_embedder("mert", settings)
         model = bare_model(model_dir, device, bare_precision)
         # Warm-up: kernels, allocator, autotuning, for both paths.
         time_bare(model, clips[: min(len(clips), bare_batch * 2)], bare_batch, device)
-        time_stage(job_files(arguments.audio, names[:2], scratch / "warm"), settings, embedder, arguments.threads, scratch, logger)
+        time_stage(
+            job_files(arguments.audio, names[:2], scratch / "warm"),
+            settings,
+            embedder,
+            arguments.threads,
+            scratch,
+            logger,
+        )
         # Bare and stage in turn, each round, so a machine whose speed drifts (a shared host,
         # GPU clocks) weighs on both alike; the best round of each is reported.
         bare_times, runs = [], []
@@ -239,38 +274,67 @@ def main() -> None:
     name = torch.cuda.get_device_name(device) if on_cuda else f"CPU, {torch.get_num_threads()} torch threads"
     stage_rate, bare_rate = audio_seconds / best.wall_seconds, audio_seconds / bare
     print(f"device: {name}; torch {torch.__version__}; stage precision {embedder.precision}, bare {bare_precision}")
-    print(f"pieces: {len(names)} from {arguments.audio}; snippets: {len(clips)}; {audio_seconds:.1f} s of audio; "
-          f"{len({clip.size for clip in clips})} distinct lengths")
+    print(
+        f"pieces: {len(names)} from {arguments.audio}; snippets: {len(clips)}; {audio_seconds:.1f} s of audio; "
+        f"{len({clip.size for clip in clips})} distinct lengths"
+    )
     print(f"bare model(x), padded batches of {bare_batch:<3}: {bare_rate:9.1f} s-audio/s ({bare:.2f} s)")
-    print(f"embed stage (embed_batch), batch_size {arguments.batch_size:<3}: {stage_rate:9.1f} s-audio/s "
-          f"({best.wall_seconds:.2f} s: embedding {best.embed_seconds:.2f} s, waiting for audio "
-          f"{best.wait_read_seconds:.2f} s, {best.forward_calls} calls)")
-    print(f"stage / bare: {bare / best.wall_seconds:.3f}  (target >= 0.90); per round, bare "
-          + " ".join(f"{value:.2f}" for value in bare_times) + " s, stage "
-          + " ".join(f"{stats.wall_seconds:.2f}" for stats in runs) + " s")
+    print(
+        f"embed stage (embed_batch), batch_size {arguments.batch_size:<3}: {stage_rate:9.1f} s-audio/s "
+        f"({best.wall_seconds:.2f} s: embedding {best.embed_seconds:.2f} s, waiting for audio "
+        f"{best.wait_read_seconds:.2f} s, {best.forward_calls} calls)"
+    )
+    print(
+        f"stage / bare: {bare / best.wall_seconds:.3f}  (target >= 0.90); per round, bare "
+        + " ".join(f"{value:.2f}" for value in bare_times)
+        + " s, stage "
+        + " ".join(f"{stats.wall_seconds:.2f}" for stats in runs)
+        + " s"
+    )
     fixed = sum(costs.values())
-    print("fixed cost of a job, fresh process: " + ", ".join(f"{key} {value:.2f} s" for key, value in costs.items())
-          + f"; total {fixed:.1f} s")
+    print(
+        "fixed cost of a job, fresh process: "
+        + ", ".join(f"{key} {value:.2f} s" for key, value in costs.items())
+        + f"; total {fixed:.1f} s"
+    )
     per_piece = audio_seconds / len(names)
     pieces_per_job = arguments.pieces_per_job
     jobs = math.ceil(CORPUS_PIECES_AT_SCALE / pieces_per_job)
     work = CORPUS_PIECES_AT_SCALE * per_piece / stage_rate
     projected = jobs * fixed + work
-    print(f"projected embed stage for {CORPUS_PIECES_AT_SCALE:,} pieces ({per_piece:.1f} s of audio each) on one "
-          f"device: {jobs} job(s) of up to {pieces_per_job:,} pieces (embed.pieces_per_gpu_job), {projected:.0f} s "
-          f"= {jobs} x {fixed:.1f} s fixed + {work:.0f} s of work; fixed share {jobs * fixed / projected:.0%}")
+    print(
+        f"projected embed stage for {CORPUS_PIECES_AT_SCALE:,} pieces ({per_piece:.1f} s of audio each) on one "
+        f"device: {jobs} job(s) of up to {pieces_per_job:,} pieces (embed.pieces_per_gpu_job), {projected:.0f} s "
+        f"= {jobs} x {fixed:.1f} s fixed + {work:.0f} s of work; fixed share {jobs * fixed / projected:.0%}"
+    )
     figures = {
-        "device": name, "torch": torch.__version__, "precision": embedder.precision, "bare_precision": bare_precision,
-        "pieces": len(names), "snippets": len(clips), "audio_seconds": audio_seconds, "bare_batch": bare_batch,
-        "bare_s_audio_per_s": bare_rate, "stage_s_audio_per_s": stage_rate, "ratio": bare / best.wall_seconds,
-        "stage_embed_seconds": best.embed_seconds, "stage_wall_seconds": best.wall_seconds,
-        "fixed_costs": costs, "projected_10k_seconds": projected,
+        "device": name,
+        "torch": torch.__version__,
+        "precision": embedder.precision,
+        "bare_precision": bare_precision,
+        "pieces": len(names),
+        "snippets": len(clips),
+        "audio_seconds": audio_seconds,
+        "bare_batch": bare_batch,
+        "bare_s_audio_per_s": bare_rate,
+        "stage_s_audio_per_s": stage_rate,
+        "ratio": bare / best.wall_seconds,
+        "stage_embed_seconds": best.embed_seconds,
+        "stage_wall_seconds": best.wall_seconds,
+        "fixed_costs": costs,
+        "projected_10k_seconds": projected,
     }
     if replicated is not None:
         rate = replicated.audio_seconds / replicated.wall_seconds
-        print(f"measured: one job over {replicated.computed:,} pieces ({replicated.audio_seconds:.0f} s of audio): "
-              f"{replicated.wall_seconds:.1f} s, {rate:.0f} s-audio/s; with the fixed cost {fixed + replicated.wall_seconds:.0f} s")
-        figures["replicated"] = {"pieces": replicated.computed, "wall_seconds": replicated.wall_seconds, "s_audio_per_s": rate}
+        print(
+            f"measured: one job over {replicated.computed:,} pieces ({replicated.audio_seconds:.0f} s of audio): "
+            f"{replicated.wall_seconds:.1f} s, {rate:.0f} s-audio/s; with the fixed cost {fixed + replicated.wall_seconds:.0f} s"
+        )
+        figures["replicated"] = {
+            "pieces": replicated.computed,
+            "wall_seconds": replicated.wall_seconds,
+            "s_audio_per_s": rate,
+        }
     if arguments.json:
         arguments.json.write_text(json.dumps(figures, indent=2) + "\n")
 

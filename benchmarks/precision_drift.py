@@ -49,8 +49,12 @@ def layer_drift(reference: np.ndarray, other: np.ndarray) -> list[dict[str, floa
     cosine = dot / (np.linalg.norm(reference, axis=-1) * np.linalg.norm(other, axis=-1))
     relative = np.linalg.norm(other - reference, axis=-1) / np.linalg.norm(reference, axis=-1)
     return [
-        {"layer": layer, "cosine_mean": float(cosine[:, layer].mean()), "cosine_min": float(cosine[:, layer].min()),
-         "relative_l2_mean": float(relative[:, layer].mean())}
+        {
+            "layer": layer,
+            "cosine_mean": float(cosine[:, layer].mean()),
+            "cosine_min": float(cosine[:, layer].min()),
+            "relative_l2_mean": float(relative[:, layer].mean()),
+        }
         for layer in range(reference.shape[1])
     ]
 
@@ -79,9 +83,16 @@ def main() -> None:
         for precision in ["fp32", *arguments.precisions]:
             settings = {
                 "model_id": "random-MERT-v1-95M-architecture" if arguments.model_dir is None else str(model_dir),
-                "revision": "none", "local_dir": str(model_dir), "cache_dir": None, "device": arguments.device,
-                "precision": precision, "batch_size": arguments.batch_size, "padding": False, "chunk_seconds": 30.0,
-                "trust_remote_code": False, "sample_rate": RATE,
+                "revision": "none",
+                "local_dir": str(model_dir),
+                "cache_dir": None,
+                "device": arguments.device,
+                "precision": precision,
+                "batch_size": arguments.batch_size,
+                "padding": False,
+                "chunk_seconds": 30.0,
+                "trust_remote_code": False,
+                "sample_rate": RATE,
             }
             files = job_files(arguments.audio, names, scratch / precision)
             embed_batch(files, "mert", settings, scratch / f"cache-{precision}", logger)

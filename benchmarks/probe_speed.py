@@ -55,19 +55,29 @@ def main() -> None:
     classify._accuracy_pair = lambda model, features, labels: (float("nan"), float("nan"))
     results = {}
     for name, probe in PROBES.items():
-        data = assemble(table.column("snippet_id").to_pylist(), table.column("piece_id").to_pylist(), vectors, assignment)
+        data = assemble(
+            table.column("snippet_id").to_pylist(), table.column("piece_id").to_pylist(), vectors, assignment
+        )
         normalize = fit_normalization(data.features["train"], probe.normalization)
         data.features = {role: normalize(values) for role, values in data.features.items()}
         started = time.perf_counter()
         scores, _, _, _, _ = classify.train_probe(data, probe)
         seconds = time.perf_counter() - started
-        results[name] = (seconds, top_k_accuracy(data.labels["test"], scores, 1), top_k_accuracy(data.labels["test"], scores, 5))
-    print(f"dataset: {arguments.dataset} ({table.num_rows} snippets, {embedder['name']}, dim {embedder['dim']}); "
-          f"{arguments.threads} CPU threads")
+        results[name] = (
+            seconds,
+            top_k_accuracy(data.labels["test"], scores, 1),
+            top_k_accuracy(data.labels["test"], scores, 5),
+        )
+    print(
+        f"dataset: {arguments.dataset} ({table.num_rows} snippets, {embedder['name']}, dim {embedder['dim']}); "
+        f"{arguments.threads} CPU threads"
+    )
     for name, (seconds, top1, top5) in results.items():
         print(f"{name:20s}: {seconds:7.2f} s   top-1 {top1:.4f}   top-5 {top5:.4f}")
     report, fast = results["report Adam recipe"], results["fast L-BFGS"]
-    print(f"speed-up: {report[0] / fast[0]:.1f}x (target >= 20x); top-1 difference {fast[1] - report[1]:+.4f} (target >= 0)")
+    print(
+        f"speed-up: {report[0] / fast[0]:.1f}x (target >= 20x); top-1 difference {fast[1] - report[1]:+.4f} (target >= 0)"
+    )
 
 
 if __name__ == "__main__":

@@ -60,9 +60,27 @@ def time_cli(paths: list[Path], soundfont: Path, folder: Path) -> tuple[float, f
     started = time.perf_counter()
     for path in paths:
         subprocess.run(
-            [executable, "-ni", "-q", "-F", str(folder / f"{path.stem}.wav"), "-r", str(RATE), "-g", str(GAIN),
-             "-R", "0", "-C", "0", "-T", "wav", str(soundfont), str(path)],
-            check=True, capture_output=True,
+            [
+                executable,
+                "-ni",
+                "-q",
+                "-F",
+                str(folder / f"{path.stem}.wav"),
+                "-r",
+                str(RATE),
+                "-g",
+                str(GAIN),
+                "-R",
+                "0",
+                "-C",
+                "0",
+                "-T",
+                "wav",
+                str(soundfont),
+                str(path),
+            ],
+            check=True,
+            capture_output=True,
         )
     seconds = time.perf_counter() - started
     audio = sum(soundfile.info(folder / f"{path.stem}.wav").duration for path in paths)
@@ -70,14 +88,31 @@ def time_cli(paths: list[Path], soundfont: Path, folder: Path) -> tuple[float, f
 
 
 def time_stage(paths: list[Path], soundfont: Path, folder: Path) -> tuple[float, float]:
-    settings = RenderSettings(sample_rate=RATE, tempo_qpm=TEMPO, window_measures=4, hop_measures=4,
-                              programs=(0,), velocity=90, transpose=0, gain=GAIN)
-    pieces = [{"piece_id": path.stem, "source": str(path), "audio": str(folder / f"{path.stem}.flac"),
-               "manifest": str(folder / f"{path.stem}.snippets.parquet")} for path in paths]
+    settings = RenderSettings(
+        sample_rate=RATE,
+        tempo_qpm=TEMPO,
+        window_measures=4,
+        hop_measures=4,
+        programs=(0,),
+        velocity=90,
+        transpose=0,
+        gain=GAIN,
+    )
+    pieces = [
+        {
+            "piece_id": path.stem,
+            "source": str(path),
+            "audio": str(folder / f"{path.stem}.flac"),
+            "manifest": str(folder / f"{path.stem}.snippets.parquet"),
+        }
+        for path in paths
+    ]
     started = time.perf_counter()
     render_batch(pieces, settings, soundfont, folder / "cache", logging.getLogger("benchmark"))
     seconds = time.perf_counter() - started
-    audio = sum(soundfile.info(piece["audio"]).duration for piece in pieces if Path(piece["audio"]).stat().st_size > 100)
+    audio = sum(
+        soundfile.info(piece["audio"]).duration for piece in pieces if Path(piece["audio"]).stat().st_size > 100
+    )
     return audio, seconds
 
 
@@ -94,8 +129,12 @@ def main() -> None:
         cli_audio, cli_seconds = time_cli(paths, soundfont, scratch / "cli")
         stage_audio, stage_seconds = time_stage(paths, soundfont, scratch / "stage")
     print(f"pieces: {len(paths)} MIDI files, SoundFont {soundfont}")
-    print(f"fluidsynth CLI : {cli_audio / cli_seconds:8.1f} s-audio/s ({cli_audio:.0f} s of audio in {cli_seconds:.1f} s)")
-    print(f"render stage   : {stage_audio / stage_seconds:8.1f} s-audio/s ({stage_audio:.0f} s of audio in {stage_seconds:.1f} s)")
+    print(
+        f"fluidsynth CLI : {cli_audio / cli_seconds:8.1f} s-audio/s ({cli_audio:.0f} s of audio in {cli_seconds:.1f} s)"
+    )
+    print(
+        f"render stage   : {stage_audio / stage_seconds:8.1f} s-audio/s ({stage_audio:.0f} s of audio in {stage_seconds:.1f} s)"
+    )
     print(f"stage / cli    : {(stage_audio / stage_seconds) / (cli_audio / cli_seconds):8.2f}  (target >= 1.0)")
     print("(the stage's audio is the snippets: whole 4-measure windows, so a short tail per piece is not rendered)")
 

@@ -47,8 +47,9 @@ class LoopSpectralEmbedder(SpectralEmbedder):
 
 def timed_job(embedder, files, scratch: Path, logger) -> float:
     started = time.perf_counter()
-    embed_batch(files, "spectral", SETTINGS, Path(tempfile.mkdtemp(dir=scratch)), logger, embedder=embedder,
-                reader_threads=1)
+    embed_batch(
+        files, "spectral", SETTINGS, Path(tempfile.mkdtemp(dir=scratch)), logger, embedder=embedder, reader_threads=1
+    )
     return time.perf_counter() - started
 
 
@@ -61,25 +62,38 @@ def main() -> None:
     logger = logging.getLogger("chorale_id.benchmark")
     logger.propagate = False
     names = rendered_pieces(arguments.audio, arguments.pieces)
-    audio_seconds = sum(pq.read_table(arguments.audio / f"{name}.snippets.parquet").column("num_samples").to_numpy().sum()
-                        for name in names) / SETTINGS["sample_rate"]
+    audio_seconds = (
+        sum(
+            pq.read_table(arguments.audio / f"{name}.snippets.parquet").column("num_samples").to_numpy().sum()
+            for name in names
+        )
+        / SETTINGS["sample_rate"]
+    )
     times = {"vectorised (workflow)": [], "frame loop (before)": []}
     with tempfile.TemporaryDirectory() as scratch_name:
         scratch = Path(scratch_name)
-        embedders = {"vectorised (workflow)": SpectralEmbedder(SETTINGS), "frame loop (before)": LoopSpectralEmbedder(SETTINGS)}
+        embedders = {
+            "vectorised (workflow)": SpectralEmbedder(SETTINGS),
+            "frame loop (before)": LoopSpectralEmbedder(SETTINGS),
+        }
         for round_number in range(arguments.repeats):
             for label, embedder in embedders.items():
                 files = job_files(arguments.audio, names, scratch / f"{label[:4]}-{round_number}")
                 times[label].append(timed_job(embedder, files, scratch, logger))
         identical = all(
             pq.read_table(new.shard).column("embedding").equals(pq.read_table(old.shard).column("embedding"))
-            for new, old in zip(job_files(arguments.audio, names, scratch / "vect-0"),
-                                job_files(arguments.audio, names, scratch / "fram-0"))
+            for new, old in zip(
+                job_files(arguments.audio, names, scratch / "vect-0"),
+                job_files(arguments.audio, names, scratch / "fram-0"),
+            )
         )
     print(f"{len(names)} pieces, {audio_seconds:.0f} s of audio; shards bitwise identical: {identical}")
     for label, values in times.items():
-        print(f"{label:22s}: {audio_seconds / min(values):7.1f} s-audio/s (rounds: "
-              + " ".join(f"{value:.2f}" for value in values) + " s)")
+        print(
+            f"{label:22s}: {audio_seconds / min(values):7.1f} s-audio/s (rounds: "
+            + " ".join(f"{value:.2f}" for value in values)
+            + " s)"
+        )
     best_new, best_old = min(times["vectorised (workflow)"]), min(times["frame loop (before)"])
     print(f"speed-up: {best_old / best_new:.2f}x")
 

@@ -56,10 +56,14 @@ class Command:
 
 def run_once(command: Command) -> tuple[float, str]:
     started = time.perf_counter()
-    completed = subprocess.run(SNAKEMAKE + command.arguments, cwd=command.cwd, capture_output=True, text=True, check=False)
+    completed = subprocess.run(
+        SNAKEMAKE + command.arguments, cwd=command.cwd, capture_output=True, text=True, check=False
+    )
     elapsed = time.perf_counter() - started
     if completed.returncode != 0:
-        raise SystemExit(f"{' '.join(command.arguments)} failed:\n{completed.stdout[-3000:]}\n{completed.stderr[-3000:]}")
+        raise SystemExit(
+            f"{' '.join(command.arguments)} failed:\n{completed.stdout[-3000:]}\n{completed.stderr[-3000:]}"
+        )
     return elapsed, completed.stdout + completed.stderr
 
 
@@ -132,8 +136,16 @@ def main() -> None:
         (scratch / "config.yaml").write_text(f"corpus:\n  source: folder\n  folder: {scores}\n")
         measure(
             f"synthetic corpus of {arguments.synthetic} pieces",
-            ["--snakefile", str(REPO / "Snakefile"), "--directory", str(scratch), "--configfile", str(scratch / "config.yaml")],
-            arguments.repeats, noop=False,
+            [
+                "--snakefile",
+                str(REPO / "Snakefile"),
+                "--directory",
+                str(scratch),
+                "--configfile",
+                str(scratch / "config.yaml"),
+            ],
+            arguments.repeats,
+            noop=False,
         )
 
 

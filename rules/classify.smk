@@ -31,19 +31,19 @@ rule classify:
             subcategory="{embedder} / {variant} / {split}",
             labels={"probe": "{probe}", "figure": "training curve"},
         ),
-    params:
-        code=code_digest("classify"),
-        probe=get_probe_settings,
     log:
         log_path("classify", "{embedder}/{variant}/{split}/{probe}"),
     benchmark:
         benchmark_path("classify", "{embedder}/{variant}/{split}/{probe}")
+    conda:
+        "../envs/classify.yaml"
     threads: 2
     resources:
         mem_mb=4000,
         runtime=30,
-    conda:
-        "../envs/classify.yaml"
+    params:
+        code=code_digest("classify"),
+        probe=get_probe_settings,
     script:
         "../workflow_scripts/edges/classify.py"
 
@@ -53,18 +53,20 @@ rule summary:
     input:
         metrics=probe_metrics_targets(),
     output:
-        summary=report(summary_path(), caption="../report/summary.rst", category="Comparison", labels={"table": "all probes"}),
-    params:
-        code=code_digest("summary"),
+        summary=report(
+            summary_path(), caption="../report/summary.rst", category="Comparison", labels={"table": "all probes"}
+        ),
     log:
         log_path("summary", "summary"),
     benchmark:
         benchmark_path("summary", "summary")
     localrule: True
+    conda:
+        "../envs/corpus.yaml"
     resources:
         mem_mb=500,
         runtime=5,
-    conda:
-        "../envs/corpus.yaml"
+    params:
+        code=code_digest("summary"),
     script:
         "../workflow_scripts/edges/summary.py"

@@ -2,19 +2,19 @@ rule corpus_sources:
     """The piece ids and score files the run uses (the same list the DAG was built from)."""
     output:
         sources=sources_table(),
-    params:
-        code=code_digest("corpus"),
-        corpus=config["corpus"],
     log:
         log_path("corpus", "sources"),
     benchmark:
         benchmark_path("corpus", "sources")
     localrule: True
+    conda:
+        "../envs/corpus.yaml"
     resources:
         mem_mb=500,
         runtime=5,
-    conda:
-        "../envs/corpus.yaml"
+    params:
+        code=code_digest("corpus"),
+        corpus=config["corpus"],
     script:
         "../workflow_scripts/edges/corpus.py"
 
@@ -27,18 +27,18 @@ rule audit:
         groups=audit_file("groups.tsv"),
         pairs=audit_file("pairs.tsv"),
         summary=audit_file("summary.json"),
-    params:
-        code=code_digest("audit"),
-        settings=config["audit"],
     log:
         log_path("audit", "audit"),
     benchmark:
         benchmark_path("audit", "audit")
     localrule: True
+    conda:
+        "../envs/corpus.yaml"
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        "../envs/corpus.yaml"
+    params:
+        code=code_digest("audit"),
+        settings=config["audit"],
     script:
         "../workflow_scripts/edges/audit.py"

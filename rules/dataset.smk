@@ -5,20 +5,20 @@ rule catalog:
     output:
         catalog=catalog_path("{variant}"),
         snippets=snippets_path("{variant}"),
-    wildcard_constraints:
-        variant=VARIANT_PATTERN,
-    params:
-        code=code_digest("catalog"),
     log:
         log_path("catalog", "{variant}"),
     benchmark:
         benchmark_path("catalog", "{variant}")
+    wildcard_constraints:
+        variant=VARIANT_PATTERN,
     localrule: True
+    conda:
+        "../envs/corpus.yaml"
     resources:
         mem_mb=1000,
         runtime=5,
-    conda:
-        "../envs/corpus.yaml"
+    params:
+        code=code_digest("catalog"),
     script:
         "../workflow_scripts/edges/catalog.py"
 
@@ -29,20 +29,20 @@ rule dataset:
         embeddings=get_embed_indexes,
     output:
         dataset=dataset_path("{embedder}", "{variant}"),
-    wildcard_constraints:
-        variant=VARIANT_PATTERN,
-    params:
-        code=code_digest("dataset"),
     log:
         log_path("dataset", "{embedder}/{variant}"),
     benchmark:
         benchmark_path("dataset", "{embedder}/{variant}")
+    wildcard_constraints:
+        variant=VARIANT_PATTERN,
     localrule: True
+    conda:
+        "../envs/embed.yaml"
     resources:
         mem_mb=4000,
         runtime=10,
-    conda:
-        "../envs/embed.yaml"
+    params:
+        code=code_digest("dataset"),
     script:
         "../workflow_scripts/edges/dataset.py"
 
@@ -54,20 +54,22 @@ rule split:
         groups=audit_file("groups.tsv"),
     output:
         assignment=split_path("{variant}", "{split}"),
-    params:
-        code=code_digest("split"),
-        settings={key: config["splits"][key] for key in ("test_fraction", "validation_fraction", "seed", "overlap_guard")},
-    wildcard_constraints:
-        variant=VARIANT_PATTERN,
     log:
         log_path("split", "{variant}/{split}"),
     benchmark:
         benchmark_path("split", "{variant}/{split}")
+    wildcard_constraints:
+        variant=VARIANT_PATTERN,
     localrule: True
+    conda:
+        "../envs/corpus.yaml"
     resources:
         mem_mb=1000,
         runtime=5,
-    conda:
-        "../envs/corpus.yaml"
+    params:
+        code=code_digest("split"),
+        settings={
+            key: config["splits"][key] for key in ("test_fraction", "validation_fraction", "seed", "overlap_guard")
+        },
     script:
         "../workflow_scripts/edges/split.py"

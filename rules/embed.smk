@@ -7,20 +7,20 @@ for embedder in [name for name in EMBEDDERS if needs_weights(name)]:
             f"fetch_model_{embedder}"
         output:
             marker=model_marker(embedder),
-        params:
-            code=code_digest("fetch_model"),
-            settings=embedder_settings(config, embedder),
-            name=embedder,
         log:
             log_path("fetch_model", embedder),
         benchmark:
             benchmark_path("fetch_model", embedder)
         localrule: True
+        conda:
+            "../envs/embed.yaml"
         resources:
             mem_mb=1000,
             runtime=30,
-        conda:
-            "../envs/embed.yaml"
+        params:
+            code=code_digest("fetch_model"),
+            settings=embedder_settings(config, embedder),
+            name=embedder,
         script:
             "../workflow_scripts/edges/fetch_model.py"
 
@@ -42,6 +42,22 @@ for embedder in EMBEDDERS:
                 output:
                     index=embed_index_path(embedder, variant, batch_index),  # first: see render.smk
                     shards=[shard_path(embedder, variant, piece) for piece in batch],
+                log:
+                    log_path("embed", f"{embedder}/{variant}/batch{batch_index:03d}"),
+                benchmark:
+                    benchmark_path("embed", f"{embedder}/{variant}/batch{batch_index:03d}")
+                group:
+                    f"embed_{embedder}"
+                conda:
+                    "../envs/embed.yaml"
+                # A GPU job decodes audio on all but one of its threads while the model runs; a CPU
+                # embedder with its own thread setting (basic_pitch's onnxruntime) declares that many.
+                threads: 8 if needs_gpu(embedder) else embedder_settings(config, embedder).get("threads", 1)
+                resources:
+                    **gpu_model_resource(embedder),
+                    gpu=1 if needs_gpu(embedder) else 0,
+                    mem_mb=8000 if needs_gpu(embedder) else 2000,
+                    runtime=embed_runtime_minutes(embedder, batch),
                 params:
                     code=code_digest("embed"),
                     pieces=batch,
@@ -50,21 +66,5 @@ for embedder in EMBEDDERS:
                     embedder=embedder,
                     settings=embedder_settings(config, embedder),
                     cache=CACHE,
-                log:
-                    log_path("embed", f"{embedder}/{variant}/batch{batch_index:03d}"),
-                benchmark:
-                    benchmark_path("embed", f"{embedder}/{variant}/batch{batch_index:03d}")
-                # A GPU job decodes audio on all but one of its threads while the model runs; a CPU
-                # embedder with its own thread setting (basic_pitch's onnxruntime) declares that many.
-                threads: 8 if needs_gpu(embedder) else embedder_settings(config, embedder).get("threads", 1)
-                resources:
-                    gpu=1 if needs_gpu(embedder) else 0,
-                    **gpu_model_resource(embedder),
-                    mem_mb=8000 if needs_gpu(embedder) else 2000,
-                    runtime=embed_runtime_minutes(embedder, batch),
-                group:
-                    f"embed_{embedder}"
-                conda:
-                    "../envs/embed.yaml"
                 script:
                     "../workflow_scripts/edges/embed.py"

@@ -15,21 +15,21 @@ rule retrieval:
             subcategory="{embedder} / {variant} / {split}",
             labels={"embedder": "{embedder}", "variant": "{variant}", "figure": "distances per representation"},
         ),
-    params:
-        code=code_digest("retrieval"),
-        settings=config["retrieval"],
-    wildcard_constraints:
-        variant=VARIANT_PATTERN,
     log:
         log_path("retrieval", "{embedder}/{variant}/{split}"),
     benchmark:
         benchmark_path("retrieval", "{embedder}/{variant}/{split}")
+    wildcard_constraints:
+        variant=VARIANT_PATTERN,
+    conda:
+        "../envs/classify.yaml"
     threads: 2
     resources:
         mem_mb=4000,
         runtime=20,
-    conda:
-        "../envs/classify.yaml"
+    params:
+        code=code_digest("retrieval"),
+        settings=config["retrieval"],
     script:
         "../workflow_scripts/edges/retrieval.py"
 
@@ -62,20 +62,20 @@ rule geometry:
             subcategory="{embedder} / {variant}",
             labels={"embedder": "{embedder}", "variant": "{variant}", "figure": "t-SNE map"},
         ),
-    params:
-        code=code_digest("geometry"),
-        settings=config["geometry"],
-    wildcard_constraints:
-        variant=VARIANT_PATTERN,
     log:
         log_path("geometry", "{embedder}/{variant}"),
     benchmark:
         benchmark_path("geometry", "{embedder}/{variant}")
+    wildcard_constraints:
+        variant=VARIANT_PATTERN,
+    conda:
+        "../envs/classify.yaml"
     threads: 2
     resources:
         mem_mb=8000,
         runtime=30,
-    conda:
-        "../envs/classify.yaml"
+    params:
+        code=code_digest("geometry"),
+        settings=config["geometry"],
     script:
         "../workflow_scripts/edges/geometry.py"

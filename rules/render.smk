@@ -16,23 +16,23 @@ for variant in VARIANTS:
                 index=render_index_path(variant, batch_index),
                 audio=[audio_path(variant, piece) for piece in batch],
                 manifests=[manifest_path(variant, piece) for piece in batch],
+            log:
+                log_path("render", f"{variant}/batch{batch_index:03d}"),
+            benchmark:
+                benchmark_path("render", f"{variant}/batch{batch_index:03d}")
+            group:
+                "render"
+            conda:
+                "../envs/render.yaml"
+            threads: 1
+            resources:
+                mem_mb=2000,
+                runtime=10 + 2 * len(batch),
             params:
                 code=code_digest("render"),
                 pieces=batch,
                 settings=render_settings(config, variant),
                 soundfont=soundfont_for(variant),
                 cache=CACHE,
-            log:
-                log_path("render", f"{variant}/batch{batch_index:03d}"),
-            benchmark:
-                benchmark_path("render", f"{variant}/batch{batch_index:03d}")
-            threads: 1
-            resources:
-                mem_mb=2000,
-                runtime=10 + 2 * len(batch),
-            group:
-                "render"
-            conda:
-                "../envs/render.yaml"
             script:
                 "../workflow_scripts/edges/render.py"

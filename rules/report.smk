@@ -9,19 +9,26 @@ rule report:
         groups=audit_file("groups.tsv"),
         catalogs=[catalog_path(variant) for variant in VARIANTS],
     output:
-        report=report(report_path(), caption="../report/page.rst", category="Comparison", labels={"page": "standalone report"}),
-        comparison_png=report("results/report/comparison.png", caption="../report/comparison.rst", category="Comparison", labels={"figure": "top-1 and top-5 per setting"}),
-    params:
-        code=code_digest("report"),
+        report=report(
+            report_path(), caption="../report/page.rst", category="Comparison", labels={"page": "standalone report"}
+        ),
+        comparison_png=report(
+            "results/report/comparison.png",
+            caption="../report/comparison.rst",
+            category="Comparison",
+            labels={"figure": "top-1 and top-5 per setting"},
+        ),
     log:
         log_path("report", "report"),
     benchmark:
         benchmark_path("report", "report")
     localrule: True
+    conda:
+        "../envs/classify.yaml"
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/classify.yaml"
+    params:
+        code=code_digest("report"),
     script:
         "../workflow_scripts/edges/report.py"

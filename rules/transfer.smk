@@ -10,22 +10,22 @@ rule transfer_split:
         snippets=get_transfer_snippets,
     output:
         assignment=split_path("{transfer}", "by_snippet"),
-    params:
-        code=code_digest("transfer_split"),
-        transfer=get_transfer,
-        variants=get_transfer_variants,
-    wildcard_constraints:
-        transfer=TRANSFER_PATTERN,
     log:
         log_path("transfer_split", "{transfer}"),
     benchmark:
         benchmark_path("transfer_split", "{transfer}")
+    wildcard_constraints:
+        transfer=TRANSFER_PATTERN,
     localrule: True
+    conda:
+        "../envs/corpus.yaml"
     resources:
         mem_mb=1000,
         runtime=5,
-    conda:
-        "../envs/corpus.yaml"
+    params:
+        code=code_digest("transfer_split"),
+        transfer=get_transfer,
+        variants=get_transfer_variants,
     script:
         "../workflow_scripts/edges/transfer_split.py"
 
@@ -37,21 +37,21 @@ rule transfer_dataset:
         assignment=split_path("{transfer}", "by_snippet"),
     output:
         dataset=dataset_path("{embedder}", "{transfer}"),
-    params:
-        code=code_digest("transfer_dataset"),
-        transfer=get_transfer,
-        variants=get_transfer_variants,
-    wildcard_constraints:
-        transfer=TRANSFER_PATTERN,
     log:
         log_path("transfer_dataset", "{embedder}/{transfer}"),
     benchmark:
         benchmark_path("transfer_dataset", "{embedder}/{transfer}")
+    wildcard_constraints:
+        transfer=TRANSFER_PATTERN,
     localrule: True
+    conda:
+        "../envs/embed.yaml"
     resources:
         mem_mb=4000,
         runtime=10,
-    conda:
-        "../envs/embed.yaml"
+    params:
+        code=code_digest("transfer_dataset"),
+        transfer=get_transfer,
+        variants=get_transfer_variants,
     script:
         "../workflow_scripts/edges/transfer_dataset.py"

@@ -68,7 +68,9 @@ def rows_of(node: dict[str, Any], path: str, schema: dict[str, Any]) -> list[tup
     rows = []
     if path:
         default = json.dumps(node["default"]) if "default" in node else ""
-        rows.append((f"`{path}`", type_text(node), f"`{default}`" if default else "", cell(node.get("description", ""))))
+        rows.append(
+            (f"`{path}`", type_text(node), f"`{default}`" if default else "", cell(node.get("description", "")))
+        )
     for name, child in node.get("properties", {}).items():
         rows += rows_of(child, f"{path}.{name}" if path else name, schema)
     entries = node.get("additionalProperties")
@@ -81,8 +83,10 @@ def reference_text(schema: dict[str, Any]) -> str:
     parts = [HEADER]
     for name, node in schema["properties"].items():
         parts.append(f"\n## `{name}`\n\n| key | type | default | description |\n| --- | --- | --- | --- |")
-        parts += [f"| {key} | {kind} | {default} | {description} |" for key, kind, default, description in
-                  rows_of(node, name, schema)]
+        parts += [
+            f"| {key} | {kind} | {default} | {description} |"
+            for key, kind, default, description in rows_of(node, name, schema)
+        ]
     return "\n".join(parts) + "\n"
 
 

@@ -43,7 +43,13 @@ def layerwise(run: Path, embedder_name: str, setting: str, normalization: str) -
     rows = []
     for index, name in enumerate(layer_names(embedder)):
         probe = ProbeSettings.from_config(
-            {"optimizer": "lbfgs", "normalization": normalization, "weight_decay": 0.01, "lbfgs_max_iter": 50, "layer": index}
+            {
+                "optimizer": "lbfgs",
+                "normalization": normalization,
+                "weight_decay": 0.01,
+                "lbfgs_max_iter": 50,
+                "layer": index,
+            }
         )
         metrics = run_probe(table, embedder, split, probe)["metrics"]
         rows.append((name, metrics["top1"], metrics["top1_ci95"]))
@@ -66,7 +72,9 @@ def main() -> None:
             rows = layerwise(arguments.run, embedder, setting, arguments.normalization)
             results[(embedder, setting)] = rows
             for name, top1, interval in rows:
-                print(f"| {embedder} | {setting} | {name} | {100 * top1:.1f}% [{100 * interval[0]:.1f}, {100 * interval[1]:.1f}] |")
+                print(
+                    f"| {embedder} | {setting} | {name} | {100 * top1:.1f}% [{100 * interval[0]:.1f}, {100 * interval[1]:.1f}] |"
+                )
     if arguments.figure:
         import matplotlib
 
@@ -75,7 +83,12 @@ def main() -> None:
 
         figure, axis = plt.subplots(figsize=(6, 3.5))
         for (embedder, setting), rows in results.items():
-            axis.plot([name for name, _, _ in rows], [100 * top1 for _, top1, _ in rows], marker="o", label=f"{embedder}, {setting}")
+            axis.plot(
+                [name for name, _, _ in rows],
+                [100 * top1 for _, top1, _ in rows],
+                marker="o",
+                label=f"{embedder}, {setting}",
+            )
         axis.set_ylabel("by_snippet top-1 (%)")
         axis.set_xlabel("layer")
         axis.set_title(f"Fast linear probe per layer ({arguments.normalization})")

@@ -44,8 +44,10 @@ def corpus_facts(cache: Path) -> dict[str, dict]:
     if cache.exists():
         return json.loads(cache.read_text())
     folder = music21_corpus_folder("bach")
-    facts = {source.piece_id: {**measure_facts(source.path), "analysis": False}
-             for source in assign_piece_ids(list_score_files(folder), allow_format_duplicates=True)}
+    facts = {
+        source.piece_id: {**measure_facts(source.path), "analysis": False}
+        for source in assign_piece_ids(list_score_files(folder), allow_format_duplicates=True)
+    }
     for path in sorted(folder.rglob("*")):
         if path.suffix.lower() in ANALYSIS_FORMATS:
             facts[path.stem] = {**measure_facts(path), "analysis": True}
@@ -76,9 +78,16 @@ def search(facts: dict[str, dict], test_fractions=(0.15, 0.17, 0.2)) -> list[dic
                 measures -= int(pickup == "dropped" and fact["pickup"])
                 counts.append(snippets_of(measures, window, hop, keep_tail))
             total = sum(counts)
-            row = {"window": window, "hop": hop, "pieces": len(pieces), "pickup": pickup, "repeats": repeats,
-                   "tail": "kept" if keep_tail else "dropped", "snippets": total,
-                   "off_by": total - (REPORT_TRAIN + REPORT_TEST)}
+            row = {
+                "window": window,
+                "hop": hop,
+                "pieces": len(pieces),
+                "pickup": pickup,
+                "repeats": repeats,
+                "tail": "kept" if keep_tail else "dropped",
+                "snippets": total,
+                "off_by": total - (REPORT_TRAIN + REPORT_TEST),
+            }
             for fraction in test_fractions:
                 row[f"test@{fraction}"] = test_snippets(counts, fraction)
             rows.append(row)
@@ -87,15 +96,18 @@ def search(facts: dict[str, dict], test_fractions=(0.15, 0.17, 0.2)) -> list[dic
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--facts", type=Path, default=Path("/tmp/chorale_measures.json"),
-                        help="cache of the parsed measure counts")
+    parser.add_argument(
+        "--facts", type=Path, default=Path("/tmp/chorale_measures.json"), help="cache of the parsed measure counts"
+    )
     parser.add_argument("--top", type=int, default=15)
     arguments = parser.parse_args()
     facts = corpus_facts(arguments.facts)
     analyses = sum(fact["analysis"] for fact in facts.values())
-    print(f"{len(facts) - analyses} scores, {analyses} analyses; report: {REPORT_TRAIN} + {REPORT_TEST} = "
-          f"{REPORT_TRAIN + REPORT_TEST} snippets from {REPORT_PIECES} pieces, "
-          f"test share {REPORT_TEST / (REPORT_TRAIN + REPORT_TEST):.3f}")
+    print(
+        f"{len(facts) - analyses} scores, {analyses} analyses; report: {REPORT_TRAIN} + {REPORT_TEST} = "
+        f"{REPORT_TRAIN + REPORT_TEST} snippets from {REPORT_PIECES} pieces, "
+        f"test share {REPORT_TEST / (REPORT_TRAIN + REPORT_TEST):.3f}"
+    )
     import pandas as pd
 
     print(pd.DataFrame(search(facts)[: arguments.top]).to_string(index=False))

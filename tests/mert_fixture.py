@@ -33,8 +33,17 @@ SIZE_FIELDS = {
 }
 # The published fields that shape the computation, passed to HubertConfig by name for the reference model.
 ARCHITECTURE_FIELDS = (
-    "conv_bias", "conv_kernel", "conv_stride", "feat_extract_norm", "feat_extract_activation", "do_stable_layer_norm",
-    "feat_proj_layer_norm", "layer_norm_eps", "hidden_act", "num_feat_extract_layers", "conv_pos_batch_norm",
+    "conv_bias",
+    "conv_kernel",
+    "conv_stride",
+    "feat_extract_norm",
+    "feat_extract_activation",
+    "do_stable_layer_norm",
+    "feat_proj_layer_norm",
+    "layer_norm_eps",
+    "hidden_act",
+    "num_feat_extract_layers",
+    "conv_pos_batch_norm",
 )
 
 
@@ -45,7 +54,9 @@ def published_config(name: str = "MERT-v1-95M") -> dict:
 def legacy_state_dict(model) -> dict[str, torch.Tensor]:
     renamed = {}
     for key, value in model.state_dict().items():
-        key = key.replace("parametrizations.weight.original0", "weight_g").replace("parametrizations.weight.original1", "weight_v")
+        key = key.replace("parametrizations.weight.original0", "weight_g").replace(
+            "parametrizations.weight.original1", "weight_v"
+        )
         renamed[key] = value.clone()
     return renamed
 
@@ -76,7 +87,9 @@ def build_small_mert(
     if feat_extract_norm:
         config_dict["feat_extract_norm"] = feat_extract_norm
     torch.manual_seed(seed)
-    reference = HubertConfig(**SIZE_FIELDS, **{field: config_dict[field] for field in ARCHITECTURE_FIELDS if field in config_dict})
+    reference = HubertConfig(
+        **SIZE_FIELDS, **{field: config_dict[field] for field in ARCHITECTURE_FIELDS if field in config_dict}
+    )
     model = HubertModel(reference).eval()
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(json.dumps(config_dict, indent=2))
@@ -85,8 +98,13 @@ def build_small_mert(
     return model
 
 
-def build_small_native(folder: Path, model_class: str = "Data2VecAudioModel", sampling_rate: int = 16000,
-                       do_normalize: bool = True, seed: int = 0):
+def build_small_native(
+    folder: Path,
+    model_class: str = "Data2VecAudioModel",
+    sampling_rate: int = 16000,
+    do_normalize: bool = True,
+    seed: int = 0,
+):
     """A small random model of a natively supported class, saved with save_pretrained; returns it."""
     import transformers
     from transformers import Wav2Vec2FeatureExtractor
@@ -96,7 +114,11 @@ def build_small_native(folder: Path, model_class: str = "Data2VecAudioModel", sa
     model = getattr(transformers, model_class)(config_class(**SIZE_FIELDS)).eval()
     model.save_pretrained(folder)
     Wav2Vec2FeatureExtractor(
-        feature_size=1, sampling_rate=sampling_rate, padding_value=0.0, do_normalize=do_normalize, return_attention_mask=True
+        feature_size=1,
+        sampling_rate=sampling_rate,
+        padding_value=0.0,
+        do_normalize=do_normalize,
+        return_attention_mask=True,
     ).save_pretrained(folder)
     return model
 

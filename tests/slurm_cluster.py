@@ -105,7 +105,9 @@ def _node_memory_mb() -> int:
 
 def start_cluster(root: Path) -> SlurmCluster:
     """Start munged (if needed), slurmctld and slurmd; wait until the node is idle."""
-    missing = [tool for tool in ("slurmctld", "slurmd", "munged", "sbatch", "squeue", "scontrol") if shutil.which(tool) is None]
+    missing = [
+        tool for tool in ("slurmctld", "slurmd", "munged", "sbatch", "squeue", "scontrol") if shutil.which(tool) is None
+    ]
     if missing:
         raise ClusterError(f"SLURM tools missing: {missing}; install them with `apt-get install slurm-wlm munge`")
     if os.geteuid() != 0:
@@ -113,11 +115,19 @@ def start_cluster(root: Path) -> SlurmCluster:
     host = socket.gethostname().split(".")[0]
     for folder in ("state", "spool"):
         (root / folder).mkdir(parents=True, exist_ok=True)
-    settings = {"host": host, "root": root, "cpus": os.cpu_count(), "memory_mb": _node_memory_mb(),
-                "controller_port": _free_port(), "node_port": _free_port()}
+    settings = {
+        "host": host,
+        "root": root,
+        "cpus": os.cpu_count(),
+        "memory_mb": _node_memory_mb(),
+        "controller_port": _free_port(),
+        "node_port": _free_port(),
+    }
     existing = CONFIG_FOLDER / "slurm.conf"
     if existing.exists() and not existing.read_text().startswith(OURS):
-        raise ClusterError(f"{existing} exists and was not written by these tests; refusing to replace a real SLURM configuration")
+        raise ClusterError(
+            f"{existing} exists and was not written by these tests; refusing to replace a real SLURM configuration"
+        )
     if existing.exists():
         # A test run killed before its teardown leaves its daemons behind: they use our
         # configuration, so they are ours to stop.

@@ -72,7 +72,9 @@ def test_padding_follows_the_convolutions_norm_not_the_encoders():
 @pytest.mark.parametrize("model_class", ["Data2VecAudioModel", "HubertModel", "Wav2Vec2Model"])
 def test_each_transformers_class_at_16_khz_resamples_the_rendered_audio(tmp_path, model_class):
     model = build_small_native(tmp_path / model_class, model_class, sampling_rate=16000)
-    embedder = build_embedder("music2vec", mert_settings(tmp_path / model_class, model_class=model_class, model_sample_rate=16000))
+    embedder = build_embedder(
+        "music2vec", mert_settings(tmp_path / model_class, model_class=model_class, model_sample_rate=16000)
+    )
     audio = clip(1.2, 2)
     expected = direct_forward(model, resample(audio, RATE, 16000))
     np.testing.assert_allclose(embedder.embed([audio])[0], expected, rtol=1e-4, atol=1e-5)
@@ -85,7 +87,9 @@ def test_each_transformers_class_at_16_khz_resamples_the_rendered_audio(tmp_path
 def test_a_checkpoint_of_another_class_is_refused(tmp_path):
     build_small_native(tmp_path / "d2v", "Data2VecAudioModel", sampling_rate=16000)
     with pytest.raises(EmbedderError, match="does not match transformers' HubertModel"):
-        build_embedder("hubert_base", mert_settings(tmp_path / "d2v", model_class="HubertModel", model_sample_rate=16000))
+        build_embedder(
+            "hubert_base", mert_settings(tmp_path / "d2v", model_class="HubertModel", model_sample_rate=16000)
+        )
 
 
 def test_known_checksums_are_checked_for_the_pinned_revision(tmp_path):

@@ -13,7 +13,11 @@ def test_contour_ignores_key_and_repeated_notes():
 
 def test_voice_matching_does_not_depend_on_order_or_count():
     first = [contour(TUNE), contour([60, 64, 67, 60])]
-    second = [contour([50, 54, 57, 50]), contour([62, 64, 66, 67, 69, 67, 66, 64, 62, 62, 64, 66, 64, 62]), contour([40, 41])]
+    second = [
+        contour([50, 54, 57, 50]),
+        contour([62, 64, 66, 67, 69, 67, 66, 64, 62, 62, 64, 66, 64, 62]),
+        contour([40, 41]),
+    ]
     assert all_voices_similarity(first, second) == 1.0
 
 
@@ -32,6 +36,10 @@ def test_copies_and_reharmonisations_are_grouped_apart():
     assert groups.loc["reharmonised", "music_group"] == ""
     assert groups.loc["reharmonised", "tune_group"] == groups.loc["chorale", "tune_group"] == "chorale"
     assert groups.loc["unrelated", "tune_group"] == ""
-    assert group_counts(table) == {"same_music_groups": 1, "pieces_in_same_music_groups": 2,
-                                   "same_tune_groups": 1, "pieces_in_same_tune_groups": 3}
+    assert group_counts(table) == {
+        "same_music_groups": 1,
+        "pieces_in_same_music_groups": 2,
+        "same_tune_groups": 1,
+        "pieces_in_same_tune_groups": 3,
+    }
     assert set(pairs.relation) == {"same_music", "same_tune"}

@@ -23,8 +23,12 @@ from workflow_scripts.synth import FluidSynthRenderer, resolve_soundfont
 RATE = 24000
 C_MAJOR = (60, 64, 67)
 # basic-pitch 0.4.0's nmp.onnx, as config.yaml records it.
-SETTINGS = {"sample_rate": RATE, "threads": 1, "model_file": None,
-            "model_sha256": "2c3c1d144bfa61ad236e92e169c13535c880469a12a047d4e73451f2c059a0ec"}
+SETTINGS = {
+    "sample_rate": RATE,
+    "threads": 1,
+    "model_file": None,
+    "model_sha256": "2c3c1d144bfa61ad236e92e169c13535c880469a12a047d4e73451f2c059a0ec",
+}
 
 
 def rendered_chord(pitches=C_MAJOR, seconds: float = 3.0, program: int = 0) -> np.ndarray:
@@ -51,8 +55,11 @@ def reference_functions():
     """``window_audio_file`` and ``unwrap_output`` from the installed basic_pitch/inference.py,
     compiled from its source text (importing the module would import TensorFlow and librosa)."""
     source = importlib.metadata.distribution("basic-pitch").locate_file("basic_pitch/inference.py").read_text()
-    wanted = [node for node in ast.parse(source).body if isinstance(node, ast.FunctionDef)
-              and node.name in ("window_audio_file", "unwrap_output")]
+    wanted = [
+        node
+        for node in ast.parse(source).body
+        if isinstance(node, ast.FunctionDef) and node.name in ("window_audio_file", "unwrap_output")
+    ]
     constants = {"AUDIO_SAMPLE_RATE": 22050, "AUDIO_N_SAMPLES": 22050 * 2 - 256, "ANNOTATIONS_FPS": 86}
     namespace = {"np": np, "npt": __import__("numpy.typing").typing, **constants}
     code = compile("from typing import *\n" + "\n".join(ast.unparse(node) for node in wanted), "inference.py", "exec")
@@ -85,7 +92,11 @@ def test_contour_folds_the_three_bins_around_each_key():
     contour[1, 3 * 40 - 1] = 0.7  # a third of a semitone flat of MIDI 61
     folded = fold_contour(contour)
     assert folded.shape == (2, 88)
-    assert folded[0, 39] == pytest.approx(0.9) and folded[1, 39] == pytest.approx(0.4) and folded[1, 40] == pytest.approx(0.7)
+    assert (
+        folded[0, 39] == pytest.approx(0.9)
+        and folded[1, 39] == pytest.approx(0.4)
+        and folded[1, 40] == pytest.approx(0.7)
+    )
     assert folded.sum() == pytest.approx(2.0)
 
 
@@ -133,7 +144,10 @@ def test_no_socket_is_opened(monkeypatch):
 
 
 def test_it_runs_in_a_namespace_without_any_network():
-    if shutil.which("unshare") is None or subprocess.run(["unshare", "-rn", "true"], capture_output=True, check=False).returncode != 0:
+    if (
+        shutil.which("unshare") is None
+        or subprocess.run(["unshare", "-rn", "true"], capture_output=True, check=False).returncode != 0
+    ):
         pytest.skip("this kernel or container does not allow an unprivileged network namespace (unshare -rn)")
     script = textwrap.dedent(
         f"""
@@ -150,7 +164,12 @@ def test_it_runs_in_a_namespace_without_any_network():
         """
     )
     completed = subprocess.run(
-        ["unshare", "-rn", sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=False
+        ["unshare", "-rn", sys.executable, "-c", script],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert completed.returncode == 0, completed.stderr
     assert "key 69" in completed.stdout  # A4 = 440 Hz

@@ -94,7 +94,9 @@ def test_standardisation_uses_train_statistics_only():
 
 def test_held_out_pieces_cannot_be_classified():
     features = np.zeros((4, 1, 2))
-    assignment = pd.DataFrame({"snippet_id": list("abcd"), "piece_id": ["x", "x", "y", "y"], "role": ["train", "train", "test", "test"]})
+    assignment = pd.DataFrame(
+        {"snippet_id": list("abcd"), "piece_id": ["x", "x", "y", "y"], "role": ["train", "train", "test", "test"]}
+    )
     with pytest.raises(ValueError, match="retrieval"):
         assemble(list("abcd"), ["x", "x", "y", "y"], features, assignment)
 
@@ -114,8 +116,16 @@ def with_validation(assignment):
 
 def test_mlp_with_early_stopping_selects_on_validation_not_test():
     table, embedder, assignment = clustered_dataset(seed=4)
-    probe = ProbeSettings(head="mlp", hidden_units=32, dropout=0.1, epochs=80, batch_size=16, learning_rate=0.01,
-                          early_stopping=True, patience=10)
+    probe = ProbeSettings(
+        head="mlp",
+        hidden_units=32,
+        dropout=0.1,
+        epochs=80,
+        batch_size=16,
+        learning_rate=0.01,
+        early_stopping=True,
+        patience=10,
+    )
     result = run_probe(table, embedder, with_validation(assignment), probe)
     metrics = result["metrics"]
     assert metrics["top1"] >= 0.9 and metrics["validation_snippets"] == 12 and metrics["train_snippets"] == 36
@@ -136,8 +146,12 @@ def test_learned_layer_weights_favour_the_informative_layer():
 
     vectors = table_to_embeddings(table, 2, 16).copy()
     vectors[:, 0, :] = rng.normal(size=vectors[:, 0, :].shape)  # layer 0 carries no information
-    noisy = embeddings_to_table(table.column("snippet_id").to_pylist(), table.column("piece_id").to_pylist(),
-                                table.column("snippet_index").to_pylist(), vectors)
+    noisy = embeddings_to_table(
+        table.column("snippet_id").to_pylist(),
+        table.column("piece_id").to_pylist(),
+        table.column("snippet_index").to_pylist(),
+        vectors,
+    )
     probe = ProbeSettings(layer="weighted", epochs=150, batch_size=16, learning_rate=0.02)
     metrics = run_probe(noisy, embedder, assignment, probe)["metrics"]
     assert metrics["layer_weights"][1] > metrics["layer_weights"][0]

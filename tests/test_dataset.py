@@ -5,7 +5,15 @@ from workflow_scripts.dataset import DatasetError, gather_shards
 from workflow_scripts.embeddings_table import embeddings_to_table, table_to_embeddings
 from workflow_scripts.io_utils import write_parquet_atomic
 
-EMBEDDER = {"name": "spectral", "model_id": "m", "revision": "1", "layers": 2, "dim": 3, "sample_rate": 24000, "settings": {}}
+EMBEDDER = {
+    "name": "spectral",
+    "model_id": "m",
+    "revision": "1",
+    "layers": 2,
+    "dim": 3,
+    "sample_rate": 24000,
+    "settings": {},
+}
 
 
 def write_shard(folder, piece, vectors, embedder=EMBEDDER, status="ok", reason=""):
@@ -38,7 +46,10 @@ def test_nan_embeddings_are_refused_with_the_piece_named(tmp_path):
 
 def test_mixed_settings_are_refused(tmp_path):
     other = {**EMBEDDER, "revision": "2"}
-    paths = [write_shard(tmp_path, "a", np.ones((1, 2, 3))), write_shard(tmp_path, "b", np.ones((1, 2, 3)), embedder=other)]
+    paths = [
+        write_shard(tmp_path, "a", np.ones((1, 2, 3))),
+        write_shard(tmp_path, "b", np.ones((1, 2, 3)), embedder=other),
+    ]
     with pytest.raises(DatasetError, match=r"piece 'b'.*revision"):
         gather_shards(paths, "spectral")
 

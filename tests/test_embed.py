@@ -24,7 +24,14 @@ from workflow_scripts.synth import resolve_soundfont
 
 PIECES = ("bwv2.6", "bwv3.6", "bwv4.8")
 RENDER = RenderSettings(
-    sample_rate=24000, tempo_qpm=240, window_measures=2, hop_measures=2, programs=(0,), velocity=90, transpose=0, gain=0.3
+    sample_rate=24000,
+    tempo_qpm=240,
+    window_measures=2,
+    hop_measures=2,
+    programs=(0,),
+    velocity=90,
+    transpose=0,
+    gain=0.3,
 )
 
 
@@ -73,7 +80,9 @@ def test_shards_are_bitwise_the_same_alone_and_in_a_cross_piece_batch(rendered, 
     for name in PIECES:
         alone_job = job(rendered, tmp_path / "alone", [name])
         embed_batch(alone_job, "mert", settings, tmp_path / f"cache-{name}", logger)
-        assert np.array_equal(vectors_of(tmp_path / "together" / f"{name}.parquet"), vectors_of(alone_job[0].shard)), name
+        assert np.array_equal(vectors_of(tmp_path / "together" / f"{name}.parquet"), vectors_of(alone_job[0].shard)), (
+            name
+        )
 
 
 def test_buckets_mix_pieces_and_hold_one_exact_length():
@@ -120,7 +129,9 @@ def test_prefetched_keeps_the_order_and_runs_ahead():
     assert results == [0, 10, 20, 30, 40, 50]
 
 
-def test_an_out_of_memory_batch_is_split_and_the_job_finishes(rendered, model_folder, tmp_path, logger, caplog, monkeypatch):
+def test_an_out_of_memory_batch_is_split_and_the_job_finishes(
+    rendered, model_folder, tmp_path, logger, caplog, monkeypatch
+):
     """A device that fits at most two clips per call: the stage splits, logs, and gives the same vectors."""
     settings = mert_settings(model_folder, batch_size=8)
     reference = embed_batch(job(rendered, tmp_path / "reference"), "mert", settings, tmp_path / "cache-ref", logger)
@@ -137,13 +148,17 @@ def test_an_out_of_memory_batch_is_split_and_the_job_finishes(rendered, model_fo
 
     monkeypatch.setattr(embedder, "embed", embed_that_fits_two)
     with caplog.at_level(logging.WARNING, logger="chorale_id"):
-        stats = embed_batch(job(rendered, tmp_path / "split"), "mert", settings, tmp_path / "cache-split", logger, embedder=embedder)
+        stats = embed_batch(
+            job(rendered, tmp_path / "split"), "mert", settings, tmp_path / "cache-split", logger, embedder=embedder
+        )
     assert stats.computed == 3 and stats.out_of_memory_splits >= 1
     assert "did not fit in memory" in caplog.text and "OutOfMemoryError" in caplog.text
     # After the first split, later buckets go straight to the size that fitted.
     assert max(calls[calls.index(2) :]) <= 2 and reference.snippets == stats.snippets
     for name in PIECES:
-        assert np.array_equal(vectors_of(tmp_path / "reference" / f"{name}.parquet"), vectors_of(tmp_path / "split" / f"{name}.parquet"))
+        assert np.array_equal(
+            vectors_of(tmp_path / "reference" / f"{name}.parquet"), vectors_of(tmp_path / "split" / f"{name}.parquet")
+        )
 
 
 def test_an_error_that_is_not_out_of_memory_fails_the_job(model_folder, logger):

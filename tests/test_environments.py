@@ -29,7 +29,9 @@ CONDA_NAME = {"torch": "pytorch", "soundfile": "pysoundfile"}
 # conda packages that are no PyPI distribution: the interpreter and FluidSynth's C library.
 NOT_ON_PYPI = {"python", "fluidsynth"}
 RULE_START = re.compile(r"^\s*rule\b", re.MULTILINE)
-WORKFLOW_IMPORT = re.compile(r"^\s*from (workflow_scripts[\w.]*) import|^\s*import (workflow_scripts[\w.]*)", re.MULTILINE)
+WORKFLOW_IMPORT = re.compile(
+    r"^\s*from (workflow_scripts[\w.]*) import|^\s*import (workflow_scripts[\w.]*)", re.MULTILINE
+)
 
 
 @functools.cache
@@ -46,7 +48,9 @@ def distribution_of(import_name: str) -> str:
 
 def conda_dependencies(env_file: Path) -> set[str]:
     dependencies = yaml.safe_load(env_file.read_text())["dependencies"]
-    return {re.split(r"[<>=! ]", entry)[0].lower().replace("_", "-") for entry in dependencies if isinstance(entry, str)}
+    return {
+        re.split(r"[<>=! ]", entry)[0].lower().replace("_", "-") for entry in dependencies if isinstance(entry, str)
+    }
 
 
 def workflow_modules_of_text(text: str) -> list[str]:
@@ -89,8 +93,7 @@ def test_every_rule_with_code_has_a_conda_env_that_declares_its_imports():
         declared = conda_dependencies(REPO_ROOT / conda.group(1))
         needed = third_party_of_text((REPO_ROOT / script.group(1)).read_text())
         missing = {
-            name for name in needed
-            if CONDA_NAME.get(distribution_of(name), distribution_of(name)) not in declared
+            name for name in needed if CONDA_NAME.get(distribution_of(name), distribution_of(name)) not in declared
         }
         assert not missing, f"{conda.group(1)} lacks {sorted(missing)}, imported by {script.group(1)} (rules/{smk})"
         checked += 1
@@ -130,13 +133,19 @@ def test_parsing_the_workflow_imports_no_heavy_package():
     assert modules, "no workflow module imported by the Snakefile: the pattern no longer matches"
     probe = "import importlib, sys\n" + "".join(f"importlib.import_module({module!r})\n" for module in modules)
     probe += f"print(sorted(name for name in {HEAVY_AT_PARSE_TIME!r} if name in sys.modules))"
-    loaded = subprocess.run([sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout
-    assert loaded.strip() == "[]", f"the Snakefile's imports ({modules}) load {loaded.strip()}: move that import into the job's module"
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    assert loaded.strip() == "[]", (
+        f"the Snakefile's imports ({modules}) load {loaded.strip()}: move that import into the job's module"
+    )
 
 
 def test_pyproject_declares_every_third_party_import():
     project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
-    declared = {re.split(r"[<>=!~\[ ;]", requirement)[0].lower().replace("_", "-") for requirement in project["dependencies"]}
+    declared = {
+        re.split(r"[<>=!~\[ ;]", requirement)[0].lower().replace("_", "-") for requirement in project["dependencies"]
+    }
     modules = {
         f"workflow_scripts.{path.relative_to(REPO_ROOT / 'workflow_scripts').with_suffix('').as_posix().replace('/', '.')}"
         for path in (REPO_ROOT / "workflow_scripts").rglob("*.py")
@@ -189,7 +198,9 @@ def test_the_import_scan_reads_every_import_form(tmp_path):
         "from . import relative\n"
         '"""import is a word in prose, too"""\n'
     )
-    assert imported_names(module) == ast_imported_names(module) == {"os", "json", "a.b", "a.b.c", "a.b.d", "f", "f.g", "h"}
+    assert (
+        imported_names(module) == ast_imported_names(module) == {"os", "json", "a.b", "a.b.c", "a.b.d", "f", "f.g", "h"}
+    )
 
 
 def test_every_script_rule_reruns_when_the_code_behind_it_changes():
@@ -199,7 +210,9 @@ def test_every_script_rule_reruns_when_the_code_behind_it_changes():
     for smk, block in rule_blocks():
         script = re.search(r"edges/(\w+)\.py", block)
         if script:
-            assert f'code=code_digest("{script.group(1)}")' in block, f"a rule in rules/{smk} running {script.group(1)}.py lacks its code digest in params"
+            assert f'code=code_digest("{script.group(1)}")' in block, (
+                f"a rule in rules/{smk} running {script.group(1)}.py lacks its code digest in params"
+            )
             checked += 1
     assert checked == len(list((REPO_ROOT / "workflow_scripts/edges").glob("[!_]*.py")))
     assert "workflow_scripts.summary" in workflow_closure("workflow_scripts.edges.summary")

@@ -11,12 +11,19 @@ from workflow_scripts.summary import summarise
 def probe_metrics(probe: str, split_settings: dict) -> dict:
     return {
         **leak_labels(split_settings),
-        "top1": 0.5, "top5": 0.7, "top1_ci95": [0.4, 0.6], "top5_ci95": [0.6, 0.8],
+        "top1": 0.5,
+        "top5": 0.7,
+        "top1_ci95": [0.4, 0.6],
+        "top5_ci95": [0.6, 0.8],
         "ci95_resampling": "pieces: every test snippet of a resampled piece together (cluster bootstrap)",
-        "train_snippets": 10, "validation_snippets": 0, "test_snippets": 5, "train_top1": 1.0,
+        "train_snippets": 10,
+        "validation_snippets": 0,
+        "test_snippets": 5,
+        "train_top1": 1.0,
         "probe": {"head": "linear", "optimizer": "adam", "normalization": "none"},
-        "provenance": {"wildcards": {"embedder": "spectral", "variant": "piano", "split": "by_snippet",
-                                     "probe": probe}},
+        "provenance": {
+            "wildcards": {"embedder": "spectral", "variant": "piano", "split": "by_snippet", "probe": probe}
+        },
     }
 
 

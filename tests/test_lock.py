@@ -109,7 +109,9 @@ def test_a_dependency_in_one_and_not_the_other_is_a_disagreement(lock):
     def new_disagreements(changed: list[Requirement]) -> list[str]:
         return [problem for problem in disagreements(changed, lock, torch_pin) if problem not in before]
 
-    assert new_disagreements(requirements + [Requirement("polars>=1")]) == ["polars>=1 is in pyproject.toml but not in the lock"]
+    assert new_disagreements(requirements + [Requirement("polars>=1")]) == [
+        "polars>=1 is in pyproject.toml but not in the lock"
+    ]
     assert new_disagreements([r for r in requirements if r.name != "mido"]) == [
         "mido is in the lock as required by pyproject.toml, which no longer lists it"
     ]
@@ -153,13 +155,18 @@ NO_DEPS_IN = REPO_ROOT / "requirements/no-deps.in"
 def test_the_no_deps_file_pins_exactly_what_no_deps_in_asks_for_by_hash(lock):
     # Packages installed without their dependencies (basic-pitch: its model file only; its declared
     # dependencies would pull TensorFlow). bootstrap.sh installs them with --no-deps --require-hashes.
-    wanted = {canonicalize_name(Requirement(line).name): Requirement(line) for line in NO_DEPS_IN.read_text().splitlines()
-              if line.strip() and not line.startswith("#")}
+    wanted = {
+        canonicalize_name(Requirement(line).name): Requirement(line)
+        for line in NO_DEPS_IN.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
     pinned = read_lock(NO_DEPS)
     assert set(pinned) == set(wanted), f"refresh {NO_DEPS.name}: bash scripts/lock.sh"
     for name, requirement in wanted.items():
         assert requirement.specifier.contains(pinned[name].version), (name, pinned[name].version)
-        assert pinned[name].hashes and all(re.fullmatch(r"sha256:[0-9a-f]{64}", digest) for digest in pinned[name].hashes)
+        assert pinned[name].hashes and all(
+            re.fullmatch(r"sha256:[0-9a-f]{64}", digest) for digest in pinned[name].hashes
+        )
     # Installed without dependencies, so none of them may be pulled into the lock or pyproject's list.
     assert not set(pinned) & set(lock)
     declared = {canonicalize_name(requirement.name) for requirement in project_requirements(PYPROJECT.read_text())}

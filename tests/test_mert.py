@@ -16,7 +16,9 @@ RATE = 24000
 def clip(seconds: float, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     time = np.arange(int(seconds * RATE)) / RATE
-    return (0.3 * np.sin(2 * np.pi * 220 * (1 + seed) * time) + 0.05 * rng.standard_normal(time.size)).astype(np.float32)
+    return (0.3 * np.sin(2 * np.pi * 220 * (1 + seed) * time) + 0.05 * rng.standard_normal(time.size)).astype(
+        np.float32
+    )
 
 
 def direct_forward(model, audio: np.ndarray) -> np.ndarray:
@@ -149,7 +151,13 @@ def test_missing_weights_offline_say_what_and_how(tmp_path, monkeypatch):
     with pytest.raises(EmbedderError) as error:
         build_embedder("mert", settings)
     message = str(error.value)
-    for needed in ("m-a-p/MERT-v1-95M", "12af15fef9d0ac838c3f475bfbbf26d2060dd4f5", str(tmp_path / "hf-cache"), "local_dir", "spectral"):
+    for needed in (
+        "m-a-p/MERT-v1-95M",
+        "12af15fef9d0ac838c3f475bfbbf26d2060dd4f5",
+        str(tmp_path / "hf-cache"),
+        "local_dir",
+        "spectral",
+    ):
         assert needed in message
 
 

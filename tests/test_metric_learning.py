@@ -79,7 +79,9 @@ def test_the_head_learns_what_raw_cosine_misses_on_unseen_pieces():
     assert by_name["metric_head"]["map"] > 0.85
     assert by_name["metric_head"]["auc_cosine"] > by_name["raw"]["auc_cosine"] + 0.2
     head = summary["metric_head"]
-    assert head["selected_on"] == "validation pieces" and head["training_pieces"] == 60 and head["validation_pieces"] == 20
+    assert (
+        head["selected_on"] == "validation pieces" and head["training_pieces"] == 60 and head["validation_pieces"] == 20
+    )
     assert 1 <= head["selected_epoch"] <= head["epochs_run"]
     assert len(figures["head_history"]) == head["epochs_run"]
 

@@ -24,10 +24,20 @@ RATE = 24000
 
 def one_chord_manifest(seconds: float = 2.0, pitches=C_MAJOR) -> pa.Table:
     row = {
-        "snippet_id": "chord:000", "piece_id": "chord", "snippet_index": 0, "first_measure": 0, "stop_measure": 1,
-        "first_measure_number": 1, "last_measure_number": 1, "start_s": 0.0, "end_s": seconds,
-        "sample_offset": 0, "num_samples": int(seconds * RATE),
-        "note_pitch": list(pitches), "note_onset_s": [0.0] * len(pitches), "note_offset_s": [seconds] * len(pitches),
+        "snippet_id": "chord:000",
+        "piece_id": "chord",
+        "snippet_index": 0,
+        "first_measure": 0,
+        "stop_measure": 1,
+        "first_measure_number": 1,
+        "last_measure_number": 1,
+        "start_s": 0.0,
+        "end_s": seconds,
+        "sample_offset": 0,
+        "num_samples": int(seconds * RATE),
+        "note_pitch": list(pitches),
+        "note_onset_s": [0.0] * len(pitches),
+        "note_offset_s": [seconds] * len(pitches),
     }
     return pa.Table.from_pylist([row], schema=MANIFEST_SCHEMA)
 
@@ -67,17 +77,32 @@ def test_a_manifest_without_notes_names_the_fix():
 def test_the_render_stage_keeps_the_notes_it_played_transposed(chorale_folder, tmp_path):
     played = {}
     for transpose in (0, 2):
-        settings = RenderSettings(sample_rate=RATE, tempo_qpm=120, window_measures=4, hop_measures=4, programs=(0,),
-                                  velocity=90, transpose=transpose, gain=0.3)
+        settings = RenderSettings(
+            sample_rate=RATE,
+            tempo_qpm=120,
+            window_measures=4,
+            hop_measures=4,
+            programs=(0,),
+            velocity=90,
+            transpose=transpose,
+            gain=0.3,
+        )
         out = tmp_path / f"up{transpose}"
-        piece = {"piece_id": "bwv2.6", "source": str(chorale_folder / "bwv2.6.mxl"), "audio": str(out / "bwv2.6.flac"),
-                 "manifest": str(out / "bwv2.6.snippets.parquet")}
+        piece = {
+            "piece_id": "bwv2.6",
+            "source": str(chorale_folder / "bwv2.6.mxl"),
+            "audio": str(out / "bwv2.6.flac"),
+            "manifest": str(out / "bwv2.6.snippets.parquet"),
+        }
         render_batch([piece], settings, resolve_soundfont(None), tmp_path / "cache", logging.getLogger("test"))
         manifest = pq.read_table(piece["manifest"])
         notes = snippet_notes(manifest)
         assert len(notes) == manifest.num_rows and all(len(snippet) > 8 for snippet in notes)
-        durations = (manifest.column("end_s").to_numpy() - manifest.column("start_s").to_numpy())
-        assert all((snippet[:, 1] >= 0).all() and (snippet[:, 2] <= duration + 1e-9).all() for snippet, duration in zip(notes, durations))
+        durations = manifest.column("end_s").to_numpy() - manifest.column("start_s").to_numpy()
+        assert all(
+            (snippet[:, 1] >= 0).all() and (snippet[:, 2] <= duration + 1e-9).all()
+            for snippet, duration in zip(notes, durations)
+        )
         played[transpose] = notes
     plain, raised = played[0], played[2]
     for low, high in zip(plain, raised):
@@ -86,15 +111,31 @@ def test_the_render_stage_keeps_the_notes_it_played_transposed(chorale_folder, t
 
 
 def test_the_embed_stage_runs_pianoroll_without_reading_audio(chorale_folder, tmp_path):
-    settings = RenderSettings(sample_rate=RATE, tempo_qpm=120, window_measures=4, hop_measures=4, programs=(0,),
-                              velocity=90, transpose=0, gain=0.3)
+    settings = RenderSettings(
+        sample_rate=RATE,
+        tempo_qpm=120,
+        window_measures=4,
+        hop_measures=4,
+        programs=(0,),
+        velocity=90,
+        transpose=0,
+        gain=0.3,
+    )
     out = tmp_path / "piano"
-    piece = {"piece_id": "bwv3.6", "source": str(chorale_folder / "bwv3.6.mxl"), "audio": str(out / "bwv3.6.flac"),
-             "manifest": str(out / "bwv3.6.snippets.parquet")}
+    piece = {
+        "piece_id": "bwv3.6",
+        "source": str(chorale_folder / "bwv3.6.mxl"),
+        "audio": str(out / "bwv3.6.flac"),
+        "manifest": str(out / "bwv3.6.snippets.parquet"),
+    }
     render_batch([piece], settings, resolve_soundfont(None), tmp_path / "cache", logging.getLogger("test"))
     (out / "bwv3.6.flac").write_bytes(b"not audio")  # pianoroll must not need it
-    files = PieceFiles("bwv3.6", out / "bwv3.6.snippets.parquet", out / "bwv3.6.flac", tmp_path / "shards" / "bwv3.6.parquet")
-    stats = embed_batch([files], "pianoroll", {"sample_rate": RATE}, tmp_path / "embed-cache", logging.getLogger("test"))
+    files = PieceFiles(
+        "bwv3.6", out / "bwv3.6.snippets.parquet", out / "bwv3.6.flac", tmp_path / "shards" / "bwv3.6.parquet"
+    )
+    stats = embed_batch(
+        [files], "pianoroll", {"sample_rate": RATE}, tmp_path / "embed-cache", logging.getLogger("test")
+    )
     assert stats.computed == 1 and stats.audio_seconds > 10
     vectors = table_to_embeddings(pq.read_table(files.shard), 3, 2 * KEYS)
     assert np.all(vectors[:, 0, :KEYS].sum(axis=1) > 0)

@@ -10,7 +10,14 @@ from workflow_scripts.snippet_audio import MANIFEST_SCHEMA, read_snippet_audio
 from workflow_scripts.synth import resolve_soundfont
 
 SETTINGS = RenderSettings(
-    sample_rate=24000, tempo_qpm=120, window_measures=4, hop_measures=4, programs=(0,), velocity=90, transpose=0, gain=0.3
+    sample_rate=24000,
+    tempo_qpm=120,
+    window_measures=4,
+    hop_measures=4,
+    programs=(0,),
+    velocity=90,
+    transpose=0,
+    gain=0.3,
 )
 
 

@@ -80,8 +80,9 @@ def test_same_music_relevance_counts_the_other_file_of_a_chorale():
     training = np.array([[1.0, 1.0], [1.0, 0.9], [0.5, 1.0], [0.4, 1.0]])
     roles = np.array(["test"] * 4 + ["train"] * 4)
     pieces = np.concatenate([labels, ["r", "r", "s", "s"]])
-    _, summary, _ = evaluate_retrieval(np.vstack([vectors, training]), pieces, roles, 100, 0,
-                                       music_group_of={"p": "g", "p_copy": "g"})
+    _, summary, _ = evaluate_retrieval(
+        np.vstack([vectors, training]), pieces, roles, 100, 0, music_group_of={"p": "g", "p_copy": "g"}
+    )
     raw = next(row for row in summary["results"] if row["representation"] == "raw")
     assert raw["queries"] == 2 and raw["same_music"]["queries"] == 4 and raw["same_music"]["map"] == pytest.approx(1.0)
 
@@ -90,9 +91,17 @@ def test_retrieval_intervals_resample_held_out_pieces():
     from workflow_scripts.metrics import bootstrap_ci
 
     rng = np.random.default_rng(0)
-    table = pd.DataFrame({"piece": np.repeat([f"p{i}" for i in range(20)], 5), "average_precision": rng.random(100),
-                          "first_relevant_rank": 1, "reciprocal_rank": 1.0,
-                          "hit_at_1": 1.0, "hit_at_5": 1.0, "hit_at_10": 1.0})
+    table = pd.DataFrame(
+        {
+            "piece": np.repeat([f"p{i}" for i in range(20)], 5),
+            "average_precision": rng.random(100),
+            "first_relevant_rank": 1,
+            "reciprocal_rank": 1.0,
+            "hit_at_1": 1.0,
+            "hit_at_5": 1.0,
+            "hit_at_10": 1.0,
+        }
+    )
     summary = summarise_queries(table, 100, 200, 7)
     expected = bootstrap_ci(table.average_precision.to_numpy(), 200, 7, clusters=table.piece.to_numpy())
     assert summary["map_ci95"] == expected

@@ -34,7 +34,12 @@ def test_measure_windows_reject_non_positive_sizes():
 
 
 def test_events_in_window_keep_held_notes_and_cut_at_edges():
-    events = [NoteEvent(0.0, 3.0, 60, 0), NoteEvent(1.0, 1.5, 62, 1), NoteEvent(2.5, 5.0, 64, 2), NoteEvent(4.0, 4.5, 65, 0)]
+    events = [
+        NoteEvent(0.0, 3.0, 60, 0),
+        NoteEvent(1.0, 1.5, 62, 1),
+        NoteEvent(2.5, 5.0, 64, 2),
+        NoteEvent(4.0, 4.5, 65, 0),
+    ]
     clipped = events_in_window(events, 1.0, 3.0)
     assert clipped == [NoteEvent(0.0, 2.0, 60, 0), NoteEvent(0.0, 0.5, 62, 1), NoteEvent(1.5, 2.0, 64, 2)]
 
@@ -108,8 +113,10 @@ def test_midi_bar_lines_follow_time_signature_changes(tmp_path):
     # One note per quarter for 10 quarters; a note-on at velocity 0 ends each note.
     notes = []
     for index in range(10):
-        notes += [mido.Message("note_on", note=60 + index, velocity=80, time=0),
-                  mido.Message("note_on", note=60 + index, velocity=0, time=480)]
+        notes += [
+            mido.Message("note_on", note=60 + index, velocity=80, time=0),
+            mido.Message("note_on", note=60 + index, velocity=0, time=480),
+        ]
     score = parse_midi(write_midi(tmp_path / "changes.mid", [conductor, notes]), tempo_qpm=60)
     # Bars: 3/4 at 0 and 3 s, then 2/4 at 6 and 8 s; the notes end at 10 s.
     np.testing.assert_allclose(score.measure_starts_s, [0, 3, 6, 8, 10])
@@ -125,6 +132,8 @@ def test_bad_midi_files_say_why(tmp_path):
     garbage.write_bytes(b"MThd not really")
     with pytest.raises(ScoreError, match="could not read the MIDI file"):
         parse_score(garbage, 100)
-    silent = write_midi(tmp_path / "silent.mid", [[mido.MetaMessage("time_signature", numerator=4, denominator=4, time=0)]])
+    silent = write_midi(
+        tmp_path / "silent.mid", [[mido.MetaMessage("time_signature", numerator=4, denominator=4, time=0)]]
+    )
     with pytest.raises(ScoreError, match="no notes"):
         parse_score(silent, 100)

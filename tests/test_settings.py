@@ -126,13 +126,28 @@ def test_report_protocol_plans_with_a_dry_run(tmp_path, protocol, render_batches
     import sys
 
     shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
-    command = [sys.executable, "-m", "snakemake", "-n", "--quiet", "rules", "--snakefile", str(REPO / "Snakefile"),
-               "--directory", str(tmp_path), "--configfile", str(tmp_path / "config.yaml"),
-               *[str(REPO / overlay) for overlay in REPORT_PROTOCOLS[protocol]]]
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-n",
+        "--quiet",
+        "rules",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        "--configfile",
+        str(tmp_path / "config.yaml"),
+        *[str(REPO / overlay) for overlay in REPORT_PROTOCOLS[protocol]],
+    ]
     completed = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
-    jobs = {line.split()[0]: int(line.split()[1]) for line in completed.stdout.splitlines()
-            if len(line.split()) == 2 and line.split()[1].isdigit()}
+    jobs = {
+        line.split()[0]: int(line.split()[1])
+        for line in completed.stdout.splitlines()
+        if len(line.split()) == 2 and line.split()[1].isdigit()
+    }
     render_jobs = sum(count for rule, count in jobs.items() if rule.startswith("render_"))
     assert render_jobs == render_batches  # 410 or 430 pieces
     config = merged_config(REPORT_PROTOCOLS[protocol])

@@ -58,16 +58,29 @@ def test_the_slurm_profile_runs_every_job_through_sbatch(cluster, tmp_path):
     on_slurm = make_mert_project(tmp_path / "on-slurm", model)
     completed = snakemake(
         on_slurm,
-        "--workflow-profile", str(REPO_ROOT / "profiles/slurm"),
-        "--slurm-no-account", "--slurm-status-command", "squeue",
-        "--default-resources", "slurm_partition=debug", "runtime=30", "mem_mb=2000",
-        "--cores", str(cluster.cpus), "--latency-wait", "5",
+        "--workflow-profile",
+        str(REPO_ROOT / "profiles/slurm"),
+        "--slurm-no-account",
+        "--slurm-status-command",
+        "squeue",
+        "--default-resources",
+        "slurm_partition=debug",
+        "runtime=30",
+        "mem_mb=2000",
+        "--cores",
+        str(cluster.cpus),
+        "--latency-wait",
+        "5",
         env=cluster.environment,
         timeout=1500,
     )
     output = completed.stdout + completed.stderr
     slurm_jobs = cluster.jobs()
-    print(f"{len(slurm_jobs)} SLURM submissions:", *(f"  {job}: {comment}" for job, comment in slurm_jobs.items()), sep="\n")
+    print(
+        f"{len(slurm_jobs)} SLURM submissions:",
+        *(f"  {job}: {comment}" for job, comment in slurm_jobs.items()),
+        sep="\n",
+    )
 
     jobs = jobs_from_logs(on_slurm)
     on_compute_nodes = {(rule, job) for rule, job in jobs if rule not in LOCAL_RULES}
@@ -79,10 +92,16 @@ def test_the_slurm_profile_runs_every_job_through_sbatch(cluster, tmp_path):
     batch_jobs = {job for rule, job in on_compute_nodes if rule.startswith(("render_", "embed_"))}
     assert len(batch_jobs) < len([rule for rule, _ in on_compute_nodes if rule.startswith(("render_", "embed_"))])
 
-    asked_for_gpu = {job for job in slurm_jobs if "gres/gpu" in cluster.job_details(job) or "gres:gpu" in cluster.job_details(job)}
+    asked_for_gpu = {
+        job for job in slurm_jobs if "gres/gpu" in cluster.job_details(job) or "gres:gpu" in cluster.job_details(job)
+    }
     mert_jobs = {job for rule, job in on_compute_nodes if rule.startswith("embed_mert_")}
     assert mert_jobs and asked_for_gpu == mert_jobs, (asked_for_gpu, mert_jobs)
-    print("GPU requested by:", *(f"  {job}: {cluster.job_details(job).split('TresPerJob=')[1].split()[0]}" for job in sorted(asked_for_gpu)), sep="\n")
+    print(
+        "GPU requested by:",
+        *(f"  {job}: {cluster.job_details(job).split('TresPerJob=')[1].split()[0]}" for job in sorted(asked_for_gpu)),
+        sep="\n",
+    )
 
     locally = make_mert_project(tmp_path / "locally", model)
     snakemake(locally, "--cores", "2", "--resources", "gpu=1")

@@ -23,8 +23,15 @@ def snippets_frame(pieces: dict[str, int], window: int, hop: int) -> pd.DataFram
     rows = []
     for piece, count in pieces.items():
         for index in range(count):
-            rows.append({"snippet_id": f"{piece}:{index:03d}", "piece_id": piece, "snippet_index": index,
-                         "first_measure": index * hop, "stop_measure": index * hop + window})
+            rows.append(
+                {
+                    "snippet_id": f"{piece}:{index:03d}",
+                    "piece_id": piece,
+                    "snippet_index": index,
+                    "first_measure": index * hop,
+                    "stop_measure": index * hop + window,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -32,7 +39,9 @@ def snippets_frame(pieces: dict[str, int], window: int, hop: int) -> pd.DataFram
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_no_test_snippet_overlaps_a_train_snippet_of_its_piece(window, hop, seed):
     snippets = snippets_frame({f"p{i}": count for i, count in enumerate([1, 2, 3, 5, 8, 13, 21])}, window, hop)
-    assignment = snippets.merge(by_snippet(snippets, settings(seed=seed, validation_fraction=0.3)), on=["snippet_id", "piece_id"])
+    assignment = snippets.merge(
+        by_snippet(snippets, settings(seed=seed, validation_fraction=0.3)), on=["snippet_id", "piece_id"]
+    )
     assert (assignment.role == "validation").any()
     for _, piece in assignment.groupby("piece_id"):
         train = piece[piece.role.isin(["train", "validation"])]
@@ -40,7 +49,9 @@ def test_no_test_snippet_overlaps_a_train_snippet_of_its_piece(window, hop, seed
         for (_, a), (_, b) in itertools.product(train.iterrows(), test.iterrows()):
             assert not overlaps(a.first_measure, a.stop_measure, b.first_measure, b.stop_measure)
         # Validation snippets must not share measures with the snippets trained on either.
-        for (_, a), (_, b) in itertools.product(piece[piece.role == "train"].iterrows(), piece[piece.role == "validation"].iterrows()):
+        for (_, a), (_, b) in itertools.product(
+            piece[piece.role == "train"].iterrows(), piece[piece.role == "validation"].iterrows()
+        ):
             assert not overlaps(a.first_measure, a.stop_measure, b.first_measure, b.stop_measure)
         windows = list(zip(piece.first_measure, piece.stop_measure))
         separable = any(not overlaps(*a, *b) for a, b in itertools.combinations(windows, 2))
@@ -84,8 +95,13 @@ def test_by_piece_holds_out_whole_pieces():
 
 def test_by_piece_keeps_audit_groups_on_one_side():
     snippets = snippets_frame({f"p{i:02d}": 3 for i in range(30)}, 4, 4)
-    groups = pd.DataFrame({"piece_id": [f"p{i:02d}" for i in range(30)], "music_group": "",
-                           "tune_group": ["tuneA" if i < 6 else ("tuneB" if i < 9 else "") for i in range(30)]})
+    groups = pd.DataFrame(
+        {
+            "piece_id": [f"p{i:02d}" for i in range(30)],
+            "music_group": "",
+            "tune_group": ["tuneA" if i < 6 else ("tuneB" if i < 9 else "") for i in range(30)],
+        }
+    )
     for seed in range(10):
         assignment = by_piece(snippets, settings(0.3, seed, 0.2), groups)
         roles = assignment.groupby("piece_id").role.first()

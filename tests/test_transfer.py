@@ -12,11 +12,17 @@ from workflow_scripts.transfer import TransferError, transfer_assignment, transf
 
 
 def config(transfers, variants=("piano", "organ", "strings"), splits=("by_snippet", "by_piece")):
-    return {"variants": {name: {} for name in variants}, "variant_transfers": transfers, "splits": {"names": list(splits)}}
+    return {
+        "variants": {name: {} for name in variants},
+        "variant_transfers": transfers,
+        "splits": {"names": list(splits)},
+    }
 
 
 def test_transfers_are_named_by_their_variants():
-    transfers = configured_transfers(config([{"train": ["piano"], "test": "organ"}, {"train": ["piano", "strings"], "test": "organ"}]))
+    transfers = configured_transfers(
+        config([{"train": ["piano"], "test": "organ"}, {"train": ["piano", "strings"], "test": "organ"}])
+    )
     assert transfers == {
         "piano_to_organ": {"train": ["piano"], "test": "organ"},
         "piano+strings_to_organ": {"train": ["piano", "strings"], "test": "organ"},
@@ -38,11 +44,13 @@ def test_bad_transfers_are_refused_naming_the_problem(transfers, splits, message
 
 
 def assignment_and_snippets():
-    assignment = pd.DataFrame({
-        "snippet_id": ["a:0", "a:1", "a:2", "b:0", "b:1", "b:2"],
-        "piece_id": ["a", "a", "a", "b", "b", "b"],
-        "role": ["train", "validation", "test", "train", "dropped_overlap", "test"],
-    })
+    assignment = pd.DataFrame(
+        {
+            "snippet_id": ["a:0", "a:1", "a:2", "b:0", "b:1", "b:2"],
+            "piece_id": ["a", "a", "a", "b", "b", "b"],
+            "role": ["train", "validation", "test", "train", "dropped_overlap", "test"],
+        }
+    )
     snippets = pd.DataFrame({"snippet_id": assignment.snippet_id})
     return assignment, {"piano": snippets, "strings": snippets.copy(), "organ": snippets.copy()}
 
@@ -69,8 +77,13 @@ def test_the_transfer_dataset_takes_each_row_from_its_variant():
     assignment, snippets = assignment_and_snippets()
     result = transfer_assignment(assignment, snippets, ["piano"], "organ")
     datasets = {
-        variant: pa.table({"snippet_id": list(assignment.snippet_id), "piece_id": list(assignment.piece_id),
-                           "value": np.full(6, index, dtype=np.float32)})
+        variant: pa.table(
+            {
+                "snippet_id": list(assignment.snippet_id),
+                "piece_id": list(assignment.piece_id),
+                "value": np.full(6, index, dtype=np.float32),
+            }
+        )
         for index, variant in enumerate(["piano", "organ"])
     }
     table = transfer_dataset(datasets, result)

@@ -38,9 +38,29 @@ def test_outputs_have_their_schema_and_provenance(finished_run):
     dataset = pq.read_table(results / "datasets/spectral/piano/embeddings.parquet")
     assert dataset.num_rows == catalog.snippets.sum()
     folder = results / "probes/spectral/piano/by_snippet/linear_lbfgs_std"
-    for name in ("per_class.tsv", "per_class.png", "predictions.parquet", "confusion.tsv", "confusion.png", "curve.tsv", "curve.png"):
+    for name in (
+        "per_class.tsv",
+        "per_class.png",
+        "predictions.parquet",
+        "confusion.tsv",
+        "confusion.png",
+        "curve.tsv",
+        "curve.png",
+    ):
         assert (folder / name).stat().st_size > 0
-    for rule in ("render", "embed", "catalog", "audit", "dataset", "split", "classify", "retrieval", "geometry", "summary", "report"):
+    for rule in (
+        "render",
+        "embed",
+        "catalog",
+        "audit",
+        "dataset",
+        "split",
+        "classify",
+        "retrieval",
+        "geometry",
+        "summary",
+        "report",
+    ):
         assert list((results / "benchmarks" / rule).rglob("*.tsv")), rule
         assert list((results / "logs" / rule).rglob("*.log")), rule
 
@@ -53,9 +73,22 @@ def test_probe_beats_chance(finished_run):
     best = summary.set_index("probe").loc["linear_lbfgs_std"]
     chance = 1 / best.classes
     assert best.top1 > chance
-    metrics = json.loads((finished_run / "results/probes/spectral/piano/by_snippet/linear_lbfgs_std/metrics.json").read_text())
-    for key in ("top1", "top5", "top1_ci95", "per_class_mean", "per_class_median", "classes_at_0", "classes_at_100",
-                "train_snippets", "test_snippets", "attractors", "provenance"):
+    metrics = json.loads(
+        (finished_run / "results/probes/spectral/piano/by_snippet/linear_lbfgs_std/metrics.json").read_text()
+    )
+    for key in (
+        "top1",
+        "top5",
+        "top1_ci95",
+        "per_class_mean",
+        "per_class_median",
+        "classes_at_0",
+        "classes_at_100",
+        "train_snippets",
+        "test_snippets",
+        "attractors",
+        "provenance",
+    ):
         assert key in metrics
     assert metrics["provenance"]["embedder"]["name"] == "spectral"
     # The default split keeps the overlap guard: nothing is leaky, and the intervals resample pieces.
@@ -75,7 +108,13 @@ def test_evaluation_outputs(finished_run):
     split = read_provenance(results / "splits/piano/by_piece.parquet")
     assert split["summary"]["snippets"]["test"] > 0
     report = (results / "report/index.html").read_text()
-    for section in ("Comparison of probes", "Retrieval on held-out pieces", "Embedding geometry", "Corpus audit", "34.4%"):
+    for section in (
+        "Comparison of probes",
+        "Retrieval on held-out pieces",
+        "Embedding geometry",
+        "Corpus audit",
+        "34.4%",
+    ):
         assert section in report
     assert "data:image/png;base64," in report
 
@@ -83,7 +122,15 @@ def test_evaluation_outputs(finished_run):
 def test_snakemake_report_holds_the_flagged_figures(finished_run):
     snakemake(finished_run, "--report", "snakemake-report.html")
     report = (finished_run / "snakemake-report.html").read_text()
-    for figure in ("confusion.png", "per_class.png", "curve.png", "distances.png", "layers.png", "tsne.png", "comparison.png"):
+    for figure in (
+        "confusion.png",
+        "per_class.png",
+        "curve.png",
+        "distances.png",
+        "layers.png",
+        "tsne.png",
+        "comparison.png",
+    ):
         assert figure in report, figure
     assert "Embedding geometry" in report and "Probes" in report
 
@@ -149,11 +196,14 @@ def test_two_runs_from_scratch_give_identical_results(finished_run, tmp_path):
 def test_a_new_variant_and_transfer_compute_only_what_is_new(tmp_path):
     folder = make_project(tmp_path / "project", {"retrieval": {"metric_head": {"epochs": 20}}})
     snakemake(folder, "--cores", "2")
-    write_config(folder, {
-        "variants": {"piano": {}, "organ": {"programs": [19]}},
-        "variant_transfers": [{"train": ["piano"], "test": "organ"}],
-        "retrieval": {"metric_head": {"epochs": 20}},
-    })
+    write_config(
+        folder,
+        {
+            "variants": {"piano": {}, "organ": {"programs": [19]}},
+            "variant_transfers": [{"train": ["piano"], "test": "organ"}],
+            "retrieval": {"metric_head": {"epochs": 20}},
+        },
+    )
     outputs = planned_outputs(folder)
     assert not [path for path in outputs if "/piano/" in path], "adding a variant must not recompute the piano variant"
     assert any(path.startswith("results/audio/organ/") for path in outputs)
@@ -161,14 +211,23 @@ def test_a_new_variant_and_transfer_compute_only_what_is_new(tmp_path):
     snakemake(folder, "--cores", "2")
 
     results = folder / "results"
-    across = pq.read_table(results / "probes/spectral/piano_to_organ/by_snippet/linear_lbfgs_std/predictions.parquet").to_pandas()
-    within = pq.read_table(results / "probes/spectral/organ/by_snippet/linear_lbfgs_std/predictions.parquet").to_pandas()
+    across = pq.read_table(
+        results / "probes/spectral/piano_to_organ/by_snippet/linear_lbfgs_std/predictions.parquet"
+    ).to_pandas()
+    within = pq.read_table(
+        results / "probes/spectral/organ/by_snippet/linear_lbfgs_std/predictions.parquet"
+    ).to_pandas()
     # Same test snippets, heard as organ in both; the transfer's probe never heard organ.
     assert sorted(across.snippet_id.str.removeprefix("organ/")) == sorted(within.snippet_id)
     training = pq.read_table(results / "splits/piano_to_organ/by_snippet.parquet").to_pandas()
-    assert set(training[training.role != "test"].variant) == {"piano"} and set(training[training.role == "test"].variant) == {"organ"}
+    assert set(training[training.role != "test"].variant) == {"piano"} and set(
+        training[training.role == "test"].variant
+    ) == {"organ"}
     summary = pd.read_csv(results / "summary.tsv", sep="\t").set_index(["variant", "probe"])
-    assert summary.loc[("piano_to_organ", "linear_lbfgs_std"), ["train_variants", "test_variant"]].tolist() == ["piano", "organ"]
+    assert summary.loc[("piano_to_organ", "linear_lbfgs_std"), ["train_variants", "test_variant"]].tolist() == [
+        "piano",
+        "organ",
+    ]
     assert "Across rendering variants" in (results / "report/index.html").read_text()
     assert planned_jobs(folder) == {}
 
@@ -181,7 +240,9 @@ def test_mert_embedder_runs_in_the_workflow_from_a_local_model(tmp_path):
         tmp_path / "project",
         {
             "embedders": ["mert"],
-            "embedder_settings": {"mert": {"local_dir": str(tmp_path / "mert-model"), "device": "auto", "batch_size": 4}},
+            "embedder_settings": {
+                "mert": {"local_dir": str(tmp_path / "mert-model"), "device": "auto", "batch_size": 4}
+            },
             "probes": {"linear_lbfgs_std": {"optimizer": "lbfgs", "normalization": "standardize", "layer": "last"}},
             "sweep": {"grid": {}},
         },
@@ -205,14 +266,19 @@ def test_basic_pitch_and_pianoroll_run_end_to_end(tmp_path):
         tmp_path / "project",
         {
             "embedders": ["basic_pitch", "pianoroll"],
-            "probes": {"linear_lbfgs_std": {"optimizer": "lbfgs", "normalization": "standardize", "weight_decay": 0.001}},
+            "probes": {
+                "linear_lbfgs_std": {"optimizer": "lbfgs", "normalization": "standardize", "weight_decay": 0.001}
+            },
             "sweep": {"grid": {}},
             "retrieval": {"metric_head": {"epochs": 20}},
         },
     )
     snakemake(folder, "--cores", "2")
     results = folder / "results"
-    for embedder, revision in (("basic_pitch", "2c3c1d144bfa61ad236e92e169c13535c880469a12a047d4e73451f2c059a0ec"), ("pianoroll", "1")):
+    for embedder, revision in (
+        ("basic_pitch", "2c3c1d144bfa61ad236e92e169c13535c880469a12a047d4e73451f2c059a0ec"),
+        ("pianoroll", "1"),
+    ):
         provenance = read_provenance(results / f"embeddings/{embedder}/piano/bwv2.6.parquet")
         assert provenance["embedder"]["layers"] == 3 and provenance["embedder"]["dim"] == 176
         assert provenance["embedder"]["revision"] == revision
@@ -247,8 +313,19 @@ def test_a_run_killed_while_embedding_resumes_without_recomputing(tmp_path):
     from workflow_runner import REPO_ROOT
 
     folder = make_kill_project(tmp_path / "killed")
-    command = [sys.executable, "-m", "snakemake", "--cores", "1", "--snakefile", str(REPO_ROOT / "Snakefile"),
-               "--directory", str(folder), "--configfile", str(folder / "config.yaml")]
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--cores",
+        "1",
+        "--snakefile",
+        str(REPO_ROOT / "Snakefile"),
+        "--directory",
+        str(folder),
+        "--configfile",
+        str(folder / "config.yaml"),
+    ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     embed_log = folder / "results/logs/embed/spectral/piano/batch000.log"
     deadline = time.monotonic() + 600

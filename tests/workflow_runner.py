@@ -40,7 +40,10 @@ def write_config(folder: Path, overrides: dict) -> Path:
             "linear_adam": {"optimizer": "adam", "epochs": 100},
             "linear_lbfgs_std": {"optimizer": "lbfgs", "normalization": "standardize", "weight_decay": 0.001},
         },
-        "sweep": {"base": {"optimizer": "adam", "early_stopping": True, "epochs": 60, "patience": 10}, "grid": {"head": ["linear", "mlp"]}},
+        "sweep": {
+            "base": {"optimizer": "adam", "early_stopping": True, "epochs": 60, "patience": 10},
+            "grid": {"head": ["linear", "mlp"]},
+        },
         "cache_dir": "results/cache",
     }
     for key, value in overrides.items():
@@ -53,16 +56,26 @@ def write_config(folder: Path, overrides: dict) -> Path:
     return path
 
 
-def snakemake(folder: Path, *arguments: str, check: bool = True, timeout: int = 900, env: dict | None = None) -> subprocess.CompletedProcess:
+def snakemake(
+    folder: Path, *arguments: str, check: bool = True, timeout: int = 900, env: dict | None = None
+) -> subprocess.CompletedProcess:
     command = [
-        sys.executable, "-m", "snakemake", *arguments,
-        "--snakefile", str(REPO_ROOT / "Snakefile"),
-        "--directory", str(folder),
-        "--configfile", str(folder / "config.yaml"),
+        sys.executable,
+        "-m",
+        "snakemake",
+        *arguments,
+        "--snakefile",
+        str(REPO_ROOT / "Snakefile"),
+        "--directory",
+        str(folder),
+        "--configfile",
+        str(folder / "config.yaml"),
     ]
     completed = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
     if check and completed.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(arguments)} failed:\n{completed.stdout[-6000:]}\n{completed.stderr[-6000:]}")
+        raise AssertionError(
+            f"snakemake {' '.join(arguments)} failed:\n{completed.stdout[-6000:]}\n{completed.stderr[-6000:]}"
+        )
     return completed
 
 

@@ -79,7 +79,9 @@ class UnionFind:
         return {item: root for root, items in members.items() if len(items) > 1 for item in items}
 
 
-def audit_pieces(voices: dict[str, list[list[int]]], same_music_threshold: float, same_tune_threshold: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+def audit_pieces(
+    voices: dict[str, list[list[int]]], same_music_threshold: float, same_tune_threshold: float
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Group table (one row per piece) and the matching pairs with their similarities."""
     contours = {piece: [contour(pitches) for pitches in parts] for piece, parts in voices.items() if parts}
     pieces = sorted(contours)
@@ -94,8 +96,15 @@ def audit_pieces(voices: dict[str, list[list[int]]], same_music_threshold: float
         relation = "same_music" if voices_similarity >= same_music_threshold else "same_tune"
         if relation == "same_music":
             same_music.union(first, second)
-        pairs.append({"piece_a": first, "piece_b": second, "melody_similarity": round(melody, 4),
-                      "all_voices_similarity": round(voices_similarity, 4), "relation": relation})
+        pairs.append(
+            {
+                "piece_a": first,
+                "piece_b": second,
+                "melody_similarity": round(melody, 4),
+                "all_voices_similarity": round(voices_similarity, 4),
+                "relation": relation,
+            }
+        )
     music_groups, tune_groups = same_music.groups(), same_tune.groups()
     table = pd.DataFrame(
         {
@@ -104,7 +113,9 @@ def audit_pieces(voices: dict[str, list[list[int]]], same_music_threshold: float
             "tune_group": [tune_groups.get(piece, "") for piece in pieces],
         }
     )
-    return table, pd.DataFrame(pairs, columns=["piece_a", "piece_b", "melody_similarity", "all_voices_similarity", "relation"])
+    return table, pd.DataFrame(
+        pairs, columns=["piece_a", "piece_b", "melody_similarity", "all_voices_similarity", "relation"]
+    )
 
 
 def group_counts(table: pd.DataFrame) -> dict[str, int]:

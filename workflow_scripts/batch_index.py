@@ -33,6 +33,8 @@ def read_batch_indexes(paths: list[str | Path], field: str) -> list[str]:
         index = json.loads(Path(path).read_text(encoding="utf-8"))
         for piece in index.get("pieces", []):
             if field not in piece:
-                raise BatchIndexError(f"{path}: piece {piece.get('piece_id')!r} has no {field!r}; delete the index and rerun its batch")
+                raise BatchIndexError(
+                    f"{path}: piece {piece.get('piece_id')!r} has no {field!r}; delete the index and rerun its batch"
+                )
             found.append(piece[field])
     return found

@@ -18,7 +18,17 @@ from workflow_scripts.provenance import provenance_record
 from workflow_scripts.snippet_audio import SNIPPET_SCHEMA
 
 CATALOG_COLUMNS = [
-    "piece_id", "status", "reason", "title", "key", "parts", "measures", "duration_s", "snippets", "source", "source_sha256",
+    "piece_id",
+    "status",
+    "reason",
+    "title",
+    "key",
+    "parts",
+    "measures",
+    "duration_s",
+    "snippets",
+    "source",
+    "source_sha256",
 ]
 # Counts stay integers with an excluded piece (no facts) among them: empty cells, not "5.0".
 INTEGER_COLUMNS = ("parts", "measures", "snippets")
@@ -55,7 +65,11 @@ def main(snakemake) -> None:  # pragma: no cover - the Snakemake edge
     write_parquet_atomic(
         snippets,
         snakemake.output.snippets,
-        provenance_record("catalog", {"variant": snakemake.wildcards.variant}, render=render,
-                          pieces=len(catalog), excluded=int((catalog.status != "ok").sum())),
+        provenance_record(
+            "catalog",
+            {"variant": snakemake.wildcards.variant},
+            render=render,
+            pieces=len(catalog),
+            excluded=int((catalog.status != "ok").sum()),
+        ),
     )
-

@@ -69,7 +69,9 @@ class ProbeSettings:
             if getattr(probe, field) not in allowed:
                 raise ValueError(f"probe {field} '{getattr(probe, field)}' is not one of {allowed}")
         if probe.optimizer == "lbfgs" and (probe.head != "linear" or probe.early_stopping or probe.layer == "weighted"):
-            raise ValueError("lbfgs trains a linear head on fixed features only: use adam for mlp, weighted layers or early stopping")
+            raise ValueError(
+                "lbfgs trains a linear head on fixed features only: use adam for mlp, weighted layers or early stopping"
+            )
         return probe
 
 
@@ -83,7 +85,9 @@ def select_layer(vectors: np.ndarray, layer: str | int) -> np.ndarray:
         return vectors[:, -1:, :]
     index = int(layer)
     if not -vectors.shape[1] <= index < vectors.shape[1]:
-        raise ValueError(f"probe layer {index} does not exist: the embedder has {vectors.shape[1]} layers (0..{vectors.shape[1] - 1})")
+        raise ValueError(
+            f"probe layer {index} does not exist: the embedder has {vectors.shape[1]} layers (0..{vectors.shape[1] - 1})"
+        )
     return vectors[:, index : index + 1, :]
 
 
@@ -122,7 +126,11 @@ def assemble(snippet_ids: list[str], piece_ids: list[str], features: np.ndarray,
             "no test snippet belongs to a piece seen in training: this split holds out whole pieces, "
             "which a closed-set classifier cannot name. Evaluate it with retrieval instead."
         )
-    parts = {"train": joined[joined.role == "train"], "validation": joined[joined.role == "validation"], "test": test[~unseen]}
+    parts = {
+        "train": joined[joined.role == "train"],
+        "validation": joined[joined.role == "validation"],
+        "test": test[~unseen],
+    }
     return ProbeData(
         features={role: features[part.row.values] for role, part in parts.items()},
         labels={role: part.piece_id.map(index).values.astype(np.int64) for role, part in parts.items()},
@@ -157,7 +165,12 @@ def build_model(layers: int, dim: int, num_classes: int, probe: ProbeSettings):
     if probe.head == "linear":
         head = nn.Linear(dim, num_classes)
     else:
-        head = nn.Sequential(nn.Linear(dim, probe.hidden_units), nn.ReLU(), nn.Dropout(probe.dropout), nn.Linear(probe.hidden_units, num_classes))
+        head = nn.Sequential(
+            nn.Linear(dim, probe.hidden_units),
+            nn.ReLU(),
+            nn.Dropout(probe.dropout),
+            nn.Linear(probe.hidden_units, num_classes),
+        )
     return nn.Sequential(mix, head)
 
 
@@ -241,12 +254,22 @@ def train_probe(data: ProbeData, probe: ProbeSettings, logger=None):
     def record(step: int, loss: float) -> None:
         train_top1, train_top5 = _accuracy_pair(model, tensors["train"], labels["train"])
         top1, top5 = _accuracy_pair(model, tensors[monitored], labels[monitored])
-        curve.append({"step": step, "loss": loss, "train_top1": train_top1, "train_top5": train_top5,
-                      f"{monitored}_top1": top1, f"{monitored}_top5": top5})
+        curve.append(
+            {
+                "step": step,
+                "loss": loss,
+                "train_top1": train_top1,
+                "train_top5": train_top5,
+                f"{monitored}_top1": top1,
+                f"{monitored}_top5": top5,
+            }
+        )
 
     started = time.perf_counter()
     if probe.optimizer == "adam":
-        chosen_step = _train_adam(model, tensors["train"], labels["train"], loss_function, probe, record, curve, monitored, logger)
+        chosen_step = _train_adam(
+            model, tensors["train"], labels["train"], loss_function, probe, record, curve, monitored, logger
+        )
         seconds = time.perf_counter() - started
         return _scores(model, tensors["test"]), curve, seconds, chosen_step, model
     with torch_threads(LBFGS_THREADS):
@@ -256,7 +279,9 @@ def train_probe(data: ProbeData, probe: ProbeSettings, logger=None):
 
 
 def _curve_text(point: dict[str, float]) -> str:
-    return ", ".join(f"{name} {value:.4f}" if isinstance(value, float) else f"{name} {value}" for name, value in point.items())
+    return ", ".join(
+        f"{name} {value:.4f}" if isinstance(value, float) else f"{name} {value}" for name, value in point.items()
+    )
 
 
 def _train_adam(model, x_train, y_train, loss_function, probe, record, curve, monitored, logger) -> int:
@@ -297,8 +322,13 @@ def _train_lbfgs(model, x_train, y_train, loss_function, probe, record, logger) 
     import torch
 
     optimizer = torch.optim.LBFGS(
-        model.parameters(), lr=1.0, max_iter=probe.lbfgs_max_iter, history_size=20,
-        line_search_fn="strong_wolfe", tolerance_grad=1e-6, tolerance_change=1e-9,
+        model.parameters(),
+        lr=1.0,
+        max_iter=probe.lbfgs_max_iter,
+        history_size=20,
+        line_search_fn="strong_wolfe",
+        tolerance_grad=1e-6,
+        tolerance_change=1e-9,
     )
     head = model[1]
     evaluations = 0
@@ -321,18 +351,29 @@ def _train_lbfgs(model, x_train, y_train, loss_function, probe, record, logger) 
     return evaluations
 
 
-def run_probe(dataset_table, embedder: dict[str, Any], assignment: pd.DataFrame, probe: ProbeSettings,
-              groups: pd.DataFrame | None = None, logger=None) -> dict[str, Any]:
+def run_probe(
+    dataset_table,
+    embedder: dict[str, Any],
+    assignment: pd.DataFrame,
+    probe: ProbeSettings,
+    groups: pd.DataFrame | None = None,
+    logger=None,
+) -> dict[str, Any]:
     from workflow_scripts.embeddings_table import table_to_embeddings
 
     vectors = select_layer(table_to_embeddings(dataset_table, embedder["layers"], embedder["dim"]), probe.layer)
     data = assemble(
-        dataset_table.column("snippet_id").to_pylist(), dataset_table.column("piece_id").to_pylist(), vectors, assignment
+        dataset_table.column("snippet_id").to_pylist(),
+        dataset_table.column("piece_id").to_pylist(),
+        vectors,
+        assignment,
     )
     normalize = fit_normalization(data.features["train"], probe.normalization)
     data.features = {role: normalize(values) for role, values in data.features.items()}
     scores, curve, seconds, chosen_step, model = train_probe(data, probe, logger)
-    metrics, per_class = summarise_predictions(data.labels["test"], scores, data.class_names, probe.bootstrap_resamples, probe.seed)
+    metrics, per_class = summarise_predictions(
+        data.labels["test"], scores, data.class_names, probe.bootstrap_resamples, probe.seed
+    )
     if groups is not None:
         predicted = np.array(data.class_names)[scores.argmax(axis=1)]
         true = np.array(data.class_names)[data.labels["test"]]
@@ -347,8 +388,15 @@ def run_probe(dataset_table, embedder: dict[str, Any], assignment: pd.DataFrame,
 
         metrics["layer_weights"] = torch.softmax(model[0].logits.detach(), dim=0).tolist()
     metrics["probe"] = asdict(probe)
-    return {"metrics": metrics, "per_class": per_class, "predictions": _predictions_frame(data, scores),
-            "curve": pd.DataFrame(curve), "class_names": data.class_names, "labels": data.labels["test"], "scores": scores}
+    return {
+        "metrics": metrics,
+        "per_class": per_class,
+        "predictions": _predictions_frame(data, scores),
+        "curve": pd.DataFrame(curve),
+        "class_names": data.class_names,
+        "labels": data.labels["test"],
+        "scores": scores,
+    }
 
 
 def leak_labels(split_settings: dict[str, Any]) -> dict[str, Any]:
@@ -404,18 +452,24 @@ def main(snakemake) -> None:  # pragma: no cover - the Snakemake edge
         wildcards=dict(snakemake.wildcards),
     )
     transfer = dataset_provenance.get("transfer")
-    variants = dict(transfer) if transfer else {"train": [snakemake.wildcards.variant], "test": snakemake.wildcards.variant}
+    variants = (
+        dict(transfer) if transfer else {"train": [snakemake.wildcards.variant], "test": snakemake.wildcards.variant}
+    )
     metrics = {**result["metrics"], **leak_labels(split_settings), "variants": variants, "provenance": provenance}
     if metrics["leaky"]:
-        logger.warning("the split was made without the overlap guard: these metrics are leaky "
-                       "(test snippets share measures with training snippets)")
+        logger.warning(
+            "the split was made without the overlap guard: these metrics are leaky "
+            "(test snippets share measures with training snippets)"
+        )
     logger.info("top-1 %.4f top-5 %.4f (%s)", metrics["top1"], metrics["top5"], dict(snakemake.wildcards))
     matrix = confusion(result["labels"], result["scores"].argmax(axis=1), len(result["class_names"]))
     confusion_frame = pd.DataFrame(matrix, index=result["class_names"], columns=result["class_names"])
     confusion_frame.index.name = "true_piece"
     write_json_atomic(snakemake.output.metrics, metrics)
     write_tsv_atomic(result["per_class"], snakemake.output.per_class)
-    write_parquet_atomic(pa.Table.from_pandas(result["predictions"], preserve_index=False), snakemake.output.predictions, provenance)
+    write_parquet_atomic(
+        pa.Table.from_pandas(result["predictions"], preserve_index=False), snakemake.output.predictions, provenance
+    )
     write_tsv_atomic(confusion_frame.reset_index(), snakemake.output.confusion)
     write_tsv_atomic(result["curve"], snakemake.output.curve)
     title = " / ".join(f"{k}={v}" for k, v in dict(snakemake.wildcards).items())

@@ -56,20 +56,14 @@ def music21_corpus_folder(composer: str) -> Path:
         )
     folder = Path(next(iter(spec.submodule_search_locations))) / "corpus" / composer
     if not folder.is_dir():
-        raise CorpusError(
-            f"corpus.composer '{composer}': music21 has no corpus folder {folder}."
-        )
+        raise CorpusError(f"corpus.composer '{composer}': music21 has no corpus folder {folder}.")
     return folder
 
 
 def list_score_files(folder: Path, include_analyses: bool = False) -> list[Path]:
     """Score files under ``folder`` (recursively); analyses too with ``include_analyses``."""
     suffixes = SCORE_FORMATS + (ANALYSIS_FORMATS if include_analyses else ())
-    return sorted(
-        path
-        for path in folder.rglob("*")
-        if path.is_file() and path.suffix.lower() in suffixes
-    )
+    return sorted(path for path in folder.rglob("*") if path.is_file() and path.suffix.lower() in suffixes)
 
 
 def assign_piece_ids(paths: list[Path], allow_format_duplicates: bool) -> list[ScoreSource]:
@@ -137,9 +131,7 @@ def discover_sources(corpus_config: dict[str, Any]) -> list[ScoreSource]:
             raise CorpusError(f"corpus.folder '{folder}' is not a folder.")
         files = list_score_files(folder, analyses)
         if not files:
-            raise CorpusError(
-                f"corpus.folder '{folder}' holds no score files ({', '.join(SCORE_FORMATS)})."
-            )
+            raise CorpusError(f"corpus.folder '{folder}' holds no score files ({', '.join(SCORE_FORMATS)}).")
         sources = assign_piece_ids(files, allow_format_duplicates=False)
     else:  # the schema admits no other value
         raise CorpusError(f"corpus.source '{source}' is not 'music21' or 'folder'.")
@@ -163,4 +155,3 @@ def main(snakemake) -> None:  # pragma: no cover - the Snakemake edge
 
     sources = discover_sources(snakemake.params.corpus)
     write_tsv_atomic(sources_table(sources), snakemake.output.sources)
-

@@ -27,7 +27,9 @@ class DatasetError(ValueError):
     """A shard cannot join the dataset; the message names the piece and the file."""
 
 
-def check_shard(path: Path, table: pa.Table, embedder: dict[str, Any], reference: dict[str, Any] | None, expected_name: str) -> None:
+def check_shard(
+    path: Path, table: pa.Table, embedder: dict[str, Any], reference: dict[str, Any] | None, expected_name: str
+) -> None:
     piece = path.stem
     if embedder.get("name") != expected_name:
         raise DatasetError(
@@ -67,7 +69,9 @@ def gather_shards(shard_paths: list[str | Path], embedder_name: str) -> tuple[pa
         tables.append(table.cast(embedding_schema(embedder["layers"], embedder["dim"])))
     if reference is None:
         raise DatasetError(f"no embedding shards for embedder '{embedder_name}'")
-    dataset = pa.concat_tables(tables) if tables else embedding_schema(reference["layers"], reference["dim"]).empty_table()
+    dataset = (
+        pa.concat_tables(tables) if tables else embedding_schema(reference["layers"], reference["dim"]).empty_table()
+    )
     summary = {"embedder": reference, "pieces": len(tables), "snippets": dataset.num_rows, "excluded": excluded}
     return dataset, summary
 
@@ -80,6 +84,7 @@ def main(snakemake) -> None:  # pragma: no cover - the Snakemake edge
     write_parquet_atomic(
         dataset,
         snakemake.output.dataset,
-        provenance_record("dataset", {"embedder": snakemake.wildcards.embedder, "variant": snakemake.wildcards.variant}, **summary),
+        provenance_record(
+            "dataset", {"embedder": snakemake.wildcards.embedder, "variant": snakemake.wildcards.variant}, **summary
+        ),
     )
-

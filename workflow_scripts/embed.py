@@ -187,15 +187,23 @@ class SplittingRunner:
             self.stats.out_of_memory_splits += 1
             self.logger.warning(
                 "a batch of %d clips did not fit in memory (%s: %s); retrying it as batches of at most %d",
-                len(clips), type(error).__name__, str(error).splitlines()[0][:200], half,
+                len(clips),
+                type(error).__name__,
+                str(error).splitlines()[0][:200],
+                half,
             )
             return self(clips)
         self.stats.forward_calls += 1
         return vectors
 
 
-def write_shard(piece: LoadedPiece, embedder_description: dict[str, Any], settings: dict[str, Any],
-                libraries: dict[str, str | None], cache: PieceCache) -> None:
+def write_shard(
+    piece: LoadedPiece,
+    embedder_description: dict[str, Any],
+    settings: dict[str, Any],
+    libraries: dict[str, str | None],
+    cache: PieceCache,
+) -> None:
     """The piece's shard, with its provenance, then its cache entry (run in the writer thread)."""
     vectors = piece.vectors
     if vectors is None:  # an excluded piece: no snippets
@@ -334,8 +342,18 @@ def log_job_summary(logger, piece_count: int, stats: JobStats) -> None:
         "job of %d pieces in %.1f s: %s; %d snippets (%.0f s of audio) in %d forward calls; "
         "embedder load %.1f s, embedding %.1f s (%.0f s-audio/s), waiting for audio %.1f s, "
         "whole job %.0f s-audio/s; out-of-memory splits: %d",
-        piece_count, stats.wall_seconds, stats.counts(), stats.snippets, stats.audio_seconds, stats.forward_calls,
-        stats.load_seconds, stats.embed_seconds, rate, stats.wait_read_seconds, overall, stats.out_of_memory_splits,
+        piece_count,
+        stats.wall_seconds,
+        stats.counts(),
+        stats.snippets,
+        stats.audio_seconds,
+        stats.forward_calls,
+        stats.load_seconds,
+        stats.embed_seconds,
+        rate,
+        stats.wait_read_seconds,
+        overall,
+        stats.out_of_memory_splits,
     )
 
 
@@ -360,4 +378,6 @@ def main(snakemake) -> None:  # pragma: no cover - the Snakemake edge
         logger,
         reader_threads=reader_threads_for(snakemake.threads),
     )
-    write_batch_index(snakemake.output.index, "embed", [{"piece_id": p.piece_id, "shard": str(p.shard)} for p in pieces])
+    write_batch_index(
+        snakemake.output.index, "embed", [{"piece_id": p.piece_id, "shard": str(p.shard)} for p in pieces]
+    )

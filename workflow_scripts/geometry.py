@@ -25,7 +25,9 @@ def pairwise_distances(vectors: np.ndarray, metric: str) -> np.ndarray:
     return np.sqrt(np.maximum(squared[:, None] + squared[None, :] - 2.0 * vectors @ vectors.T, 0.0))
 
 
-def layer_geometry(vectors: np.ndarray, pieces: np.ndarray) -> tuple[dict[str, float], dict[str, tuple[np.ndarray, np.ndarray]]]:
+def layer_geometry(
+    vectors: np.ndarray, pieces: np.ndarray
+) -> tuple[dict[str, float], dict[str, tuple[np.ndarray, np.ndarray]]]:
     """Figures for one layer, and the same/different distance samples for plotting."""
     upper = np.triu_indices(len(pieces), k=1)
     same = (pieces[:, None] == pieces[None, :])[upper]
@@ -34,7 +36,9 @@ def layer_geometry(vectors: np.ndarray, pieces: np.ndarray) -> tuple[dict[str, f
     for metric in METRICS:
         distances = pairwise_distances(vectors.astype(np.float64), metric)
         pair_distances = distances[upper]
-        figures[f"auc_{metric}"] = float(roc_auc_score(same, -pair_distances)) if same.any() and (~same).any() else float("nan")
+        figures[f"auc_{metric}"] = (
+            float(roc_auc_score(same, -pair_distances)) if same.any() and (~same).any() else float("nan")
+        )
         figures[f"mean_same_{metric}"] = float(pair_distances[same].mean()) if same.any() else float("nan")
         figures[f"mean_different_{metric}"] = float(pair_distances[~same].mean())
         np.fill_diagonal(distances, np.inf)
@@ -95,14 +99,24 @@ def main(snakemake) -> None:  # pragma: no cover - the Snakemake edge
     per_layer, samples = geometry_table(vectors, pieces)
     headline_layer = "mean" if "mean" in samples else "0"
     title = f"{snakemake.wildcards.embedder} / {snakemake.wildcards.variant}"
-    plot_distance_histograms(samples[headline_layer], snakemake.output.distances_png, f"{title}, layer {headline_layer}")
+    plot_distance_histograms(
+        samples[headline_layer], snakemake.output.distances_png, f"{title}, layer {headline_layer}"
+    )
     plot_layer_curve(per_layer, snakemake.output.layers_png, title)
     mean_vectors = vectors.mean(axis=1)
-    plot_tsne(tsne_map(mean_vectors, pieces, settings["tsne_pieces"], settings["seed"]), snakemake.output.tsne_png, title)
+    plot_tsne(
+        tsne_map(mean_vectors, pieces, settings["tsne_pieces"], settings["seed"]), snakemake.output.tsne_png, title
+    )
     write_tsv_atomic(per_layer, snakemake.output.per_layer)
     headline = per_layer.set_index("layer").loc[headline_layer].to_dict()
     write_json_atomic(
         snakemake.output.summary,
-        {"layer": headline_layer, **headline, "snippets": int(len(rows)),
-         "provenance": provenance_record("geometry", settings, embedder=embedder, wildcards=dict(snakemake.wildcards))},
+        {
+            "layer": headline_layer,
+            **headline,
+            "snippets": int(len(rows)),
+            "provenance": provenance_record(
+                "geometry", settings, embedder=embedder, wildcards=dict(snakemake.wildcards)
+            ),
+        },
     )

@@ -26,9 +26,7 @@ def atomic_path(destination: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``destination``; move it into place on success."""
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(
-        prefix=f".{destination.name}.", suffix=".partial", dir=destination.parent
-    )
+    handle, temporary = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".partial", dir=destination.parent)
     os.close(handle)
     temporary_path = Path(temporary)
     try:
@@ -55,9 +53,7 @@ def write_json_atomic(destination: str | os.PathLike, payload: Any) -> None:
     write_text_atomic(destination, json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
 
 
-def write_parquet_atomic(
-    table: pa.Table, destination: str | os.PathLike, provenance: dict[str, Any]
-) -> None:
+def write_parquet_atomic(table: pa.Table, destination: str | os.PathLike, provenance: dict[str, Any]) -> None:
     """Write ``table`` with ``provenance`` stored as JSON in the file's key-value metadata."""
     metadata = dict(table.schema.metadata or {})
     metadata[PROVENANCE_KEY] = json.dumps(provenance, sort_keys=True, default=str).encode()

@@ -7,8 +7,8 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 PACKAGE_LOGGER = "chorale_id"
 _FORMAT = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")

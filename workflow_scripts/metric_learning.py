@@ -67,7 +67,9 @@ def supervised_contrastive_loss(embeddings, labels, temperature: float):
     return -(positive_log_probabilities[anchors] / positives[anchors].sum(dim=1)).mean()
 
 
-def balanced_batches(labels: np.ndarray, pieces_per_batch: int, per_piece: int, rng: np.random.Generator) -> list[np.ndarray]:
+def balanced_batches(
+    labels: np.ndarray, pieces_per_batch: int, per_piece: int, rng: np.random.Generator
+) -> list[np.ndarray]:
     """One epoch of batches: each training piece with two or more snippets appears once,
     with ``per_piece`` of its snippets (all of them, when it has fewer); the pieces are
     spread evenly so no batch is left with a single piece."""
@@ -78,7 +80,9 @@ def balanced_batches(labels: np.ndarray, pieces_per_batch: int, per_piece: int, 
         return []
     batches = []
     for chosen in np.array_split(np.array(usable), math.ceil(len(usable) / pieces_per_batch)):
-        rows = [rng.choice(by_piece[label], size=min(per_piece, len(by_piece[label])), replace=False) for label in chosen]
+        rows = [
+            rng.choice(by_piece[label], size=min(per_piece, len(by_piece[label])), replace=False) for label in chosen
+        ]
         batches.append(np.concatenate(rows))
     return batches
 
@@ -94,7 +98,9 @@ def build_head(input_dim: int, settings: HeadSettings, mean: np.ndarray, std: np
             self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32))
             if settings.hidden:
                 self.layers = nn.Sequential(
-                    nn.Linear(input_dim, settings.hidden), nn.ReLU(), nn.Dropout(settings.dropout),
+                    nn.Linear(input_dim, settings.hidden),
+                    nn.ReLU(),
+                    nn.Dropout(settings.dropout),
                     nn.Linear(settings.hidden, settings.dim),
                 )
             else:
@@ -169,10 +175,14 @@ def train_head(
             losses.append(float(loss.detach()))
         if not losses:
             raise ValueError("metric head: fewer than two training pieces with two or more snippets")
-        validation_map = mean_average_precision(project(head, validation), validation_labels) if selecting else float("nan")
+        validation_map = (
+            mean_average_precision(project(head, validation), validation_labels) if selecting else float("nan")
+        )
         history.append({"epoch": epoch, "loss": float(np.mean(losses)), "validation_map": validation_map})
         if logger and (epoch % 25 == 0 or epoch == settings.epochs):
-            logger.info("metric head %s loss %.4f, validation MAP %.4f", progress(epoch), history[-1]["loss"], validation_map)
+            logger.info(
+                "metric head %s loss %.4f, validation MAP %.4f", progress(epoch), history[-1]["loss"], validation_map
+            )
         if selecting:
             if validation_map > best["map"]:
                 best = {"map": validation_map, "epoch": epoch, "state": copy.deepcopy(head.state_dict())}

@@ -99,7 +99,9 @@ def confusion(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> 
     return confusion_matrix(labels, predictions, labels=np.arange(num_classes))
 
 
-def attractors(labels: np.ndarray, predictions: np.ndarray, class_names: list[str], top: int = 10) -> list[dict[str, Any]]:
+def attractors(
+    labels: np.ndarray, predictions: np.ndarray, class_names: list[str], top: int = 10
+) -> list[dict[str, Any]]:
     """The classes that absorb the most wrong predictions."""
     wrong = predictions[predictions != labels]
     counts = np.bincount(wrong, minlength=len(class_names))

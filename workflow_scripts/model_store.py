@@ -72,7 +72,8 @@ def resolve_model_folder(settings: dict[str, Any], name: str = "mert", download:
         verb = "download" if download else "find in the local cache"
         raise EmbedderError(
             f"could not {verb} {settings['model_id']} at revision {settings['revision']} "
-            f"(cache: {hub_cache_folder(settings)}): {type(error).__name__}: {error}. " + _how_to_get_weights(settings, name)
+            f"(cache: {hub_cache_folder(settings)}): {type(error).__name__}: {error}. "
+            + _how_to_get_weights(settings, name)
         ) from error
     return Path(folder)
 
@@ -109,7 +110,8 @@ def check_known_files(files: dict[str, dict[str, Any]], known: dict[str, dict[st
     if problems:
         raise EmbedderError(
             f"the model files of {name} are not those embedder_settings.{name}.known_files records: "
-            + "; ".join(problems) + ". Fetch the pinned revision again, or correct revision and known_files together."
+            + "; ".join(problems)
+            + ". Fetch the pinned revision again, or correct revision and known_files together."
         )
 
 

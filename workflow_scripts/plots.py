@@ -22,7 +22,9 @@ def _save(figure, destination) -> None:
     plt.close(figure)
 
 
-def plot_confusion(matrix: np.ndarray, class_names: list[str], destination, title: str, row_totals: np.ndarray | None = None) -> None:
+def plot_confusion(
+    matrix: np.ndarray, class_names: list[str], destination, title: str, row_totals: np.ndarray | None = None
+) -> None:
     """Row-normalised confusion matrix; rows are true pieces, columns predicted ones.
 
     ``row_totals`` gives each row's full test count when ``matrix`` is a sub-matrix,
@@ -49,8 +51,14 @@ def plot_curve(curve: pd.DataFrame, destination, title: str) -> None:
     loss_axis.plot(curve.step, curve.loss, marker=marker)
     loss_axis.set_xlabel("epoch / iteration")
     loss_axis.set_ylabel("training loss")
-    for column, style in (("train_top1", "-"), ("test_top1", "-"), ("validation_top1", "-"),
-                          ("train_top5", ":"), ("test_top5", ":"), ("validation_top5", ":")):
+    for column, style in (
+        ("train_top1", "-"),
+        ("test_top1", "-"),
+        ("validation_top1", "-"),
+        ("train_top5", ":"),
+        ("test_top5", ":"),
+        ("validation_top5", ":"),
+    ):
         if column not in curve:
             continue
         accuracy_axis.plot(curve.step, curve[column], style, marker=marker, label=column.replace("_", " "))
@@ -76,8 +84,13 @@ def plot_most_confused(matrix: np.ndarray, class_names: list[str], destination, 
     off_diagonal = matrix - np.diag(np.diag(matrix))
     involvement = off_diagonal.sum(axis=0) + off_diagonal.sum(axis=1)
     chosen = np.sort(np.argsort(-involvement, kind="stable")[:count])
-    plot_confusion(matrix[np.ix_(chosen, chosen)], [class_names[i] for i in chosen], destination,
-                   f"{title} (the {len(chosen)} most-confused pieces)", row_totals=matrix.sum(axis=1)[chosen])
+    plot_confusion(
+        matrix[np.ix_(chosen, chosen)],
+        [class_names[i] for i in chosen],
+        destination,
+        f"{title} (the {len(chosen)} most-confused pieces)",
+        row_totals=matrix.sum(axis=1)[chosen],
+    )
 
 
 def plot_distance_histograms(samples: dict[str, tuple[np.ndarray, np.ndarray]], destination, title: str) -> None:
@@ -93,7 +106,9 @@ def plot_distance_histograms(samples: dict[str, tuple[np.ndarray, np.ndarray]], 
     _save(figure, destination)
 
 
-def plot_representation_distances(samples: dict[str, tuple[np.ndarray, np.ndarray]], rows: list[dict], destination, title: str) -> None:
+def plot_representation_distances(
+    samples: dict[str, tuple[np.ndarray, np.ndarray]], rows: list[dict], destination, title: str
+) -> None:
     """Held-out same-piece vs different-piece cosine distances, one panel per representation."""
     auc = {row["representation"]: row["auc_cosine"] for row in rows}
     figure, axes = plt.subplots(1, len(samples), figsize=(3.6 * len(samples), 3.2), squeeze=False)
@@ -115,11 +130,19 @@ def plot_layer_curve(per_layer: pd.DataFrame, destination, title: str) -> None:
     figure, axis = plt.subplots(figsize=(6, 3.6))
     x = layers.layer.astype(int)
     marker = "o"
-    for column, label in (("auc_cosine", "AUC same piece (cosine)"), ("auc_euclidean", "AUC same piece (Euclidean)"),
-                          ("nn_accuracy_cosine", "1-NN piece accuracy (cosine)")):
+    for column, label in (
+        ("auc_cosine", "AUC same piece (cosine)"),
+        ("auc_euclidean", "AUC same piece (Euclidean)"),
+        ("nn_accuracy_cosine", "1-NN piece accuracy (cosine)"),
+    ):
         axis.plot(x, layers[column], marker=marker, label=label)
     if (per_layer.layer == "mean").any():
-        axis.axhline(per_layer.set_index("layer").loc["mean", "auc_cosine"], color="grey", linestyle=":", label="AUC, mean of layers")
+        axis.axhline(
+            per_layer.set_index("layer").loc["mean", "auc_cosine"],
+            color="grey",
+            linestyle=":",
+            label="AUC, mean of layers",
+        )
     axis.set_xlabel("layer (0 = feature projection)")
     axis.set_ylim(0, 1.02)
     axis.legend(fontsize=8)

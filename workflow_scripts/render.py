@@ -173,8 +173,11 @@ def render_batch(
             counts["computed"] += 1
             logger.info(
                 "%s %s: %d snippets, %.1f s of audio in %.2f s",
-                progress(number), piece["piece_id"], manifest.num_rows,
-                len(audio) / settings.sample_rate, time.perf_counter() - started,
+                progress(number),
+                piece["piece_id"],
+                manifest.num_rows,
+                len(audio) / settings.sample_rate,
+                time.perf_counter() - started,
             )
     finally:
         if renderer is not None:
@@ -198,7 +201,8 @@ def main(snakemake) -> None:  # pragma: no cover - the Snakemake edge
         logger,
     )
     logger.info("batch done: %s", counts)
-    write_batch_index(snakemake.output.index, "render", [
-        {"piece_id": piece["piece_id"], "audio": piece["audio"], "manifest": piece["manifest"]} for piece in pieces
-    ])
-
+    write_batch_index(
+        snakemake.output.index,
+        "render",
+        [{"piece_id": piece["piece_id"], "audio": piece["audio"], "manifest": piece["manifest"]} for piece in pieces],
+    )

@@ -19,7 +19,14 @@ import pandas as pd
 
 from workflow_scripts.io_utils import write_text_atomic
 
-PUBLISHED = {"top1": 0.344, "top5": 0.564, "train_top1": 0.998, "train_snippets": 2487, "test_snippets": 521, "top1_l2": 0.044}
+PUBLISHED = {
+    "top1": 0.344,
+    "top5": 0.564,
+    "train_top1": 0.998,
+    "train_snippets": 2487,
+    "test_snippets": 521,
+    "top1_l2": 0.044,
+}
 
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222; line-height: 1.45; }
@@ -41,7 +48,9 @@ def table_html(frame: pd.DataFrame, float_format: str = "{:.4f}") -> str:
     formatted = frame.copy()
     for column in formatted.columns:
         if pd.api.types.is_float_dtype(formatted[column]):
-            formatted[column] = formatted[column].map(lambda value: "" if pd.isna(value) else float_format.format(value))
+            formatted[column] = formatted[column].map(
+                lambda value: "" if pd.isna(value) else float_format.format(value)
+            )
     return formatted.to_html(index=False, escape=True, border=0)
 
 
@@ -50,8 +59,10 @@ def percent(value: float) -> str:
 
 
 LEAKY_MARK = " [LEAKY: no overlap guard]"
-INTERVALS_NOTE = ("95% intervals are percentile bootstraps over test pieces: every test snippet of a resampled piece "
-                  "goes in together (a cluster bootstrap), since the snippets of one piece are not independent.")
+INTERVALS_NOTE = (
+    "95% intervals are percentile bootstraps over test pieces: every test snippet of a resampled piece "
+    "goes in together (a cluster bootstrap), since the snippets of one piece are not independent."
+)
 
 
 def leaky_rows(summary: pd.DataFrame) -> pd.Series:
@@ -86,7 +97,14 @@ def comparison_plot(summary: pd.DataFrame, destination) -> None:
     labels = [f"{row.embedder}/{row.variant}/{row.split}/{probe}" for row, probe in zip(rows.itertuples(), probes)]
     figure, axis = plt.subplots(figsize=(9, 0.35 * len(rows) + 1.5))
     positions = np.arange(len(rows))
-    axis.barh(positions, rows.top1, xerr=[rows.top1 - bounds[0], bounds[1] - rows.top1], color="#4c72b0", alpha=0.85, capsize=3)
+    axis.barh(
+        positions,
+        rows.top1,
+        xerr=[rows.top1 - bounds[0], bounds[1] - rows.top1],
+        color="#4c72b0",
+        alpha=0.85,
+        capsize=3,
+    )
     axis.scatter(rows.top5, positions, marker="|", s=160, color="#dd8452", label="top-5", zorder=3)
     axis.axvline(PUBLISHED["top1"], color="grey", linestyle=":", label="published top-1 (34.4%)")
     axis.set_yticks(positions, labels, fontsize=7)
@@ -135,9 +153,11 @@ def same_music_columns(same_music: dict[str, Any] | None) -> dict[str, Any]:
     """Retrieval figures when a snippet of the same music (another file of the chorale) also counts as relevant."""
     if not same_music:
         return {}
-    return {"MAP, same music relevant": same_music["map"],
-            "its 95% CI": "{:.3f}-{:.3f}".format(*same_music["map_ci95"]),
-            "HR@1, same music relevant": same_music["hr@1"]}
+    return {
+        "MAP, same music relevant": same_music["map"],
+        "its 95% CI": "{:.3f}-{:.3f}".format(*same_music["map_ci95"]),
+        "HR@1, same music relevant": same_music["hr@1"],
+    }
 
 
 def retrieval_section(paths: list[str]) -> str:
@@ -150,12 +170,17 @@ def retrieval_section(paths: list[str]) -> str:
                 {
                     **wildcards,
                     "representation": result["representation"],
-                    "MAP": result["map"], "MAP 95% CI": "{:.3f}-{:.3f}".format(*result["map_ci95"]),
-                    "MR1": result["mr1"], "MRR": result["mrr"],
-                    "HR@1": result["hr@1"], "HR@5": result["hr@5"], "HR@10": result["hr@10"],
+                    "MAP": result["map"],
+                    "MAP 95% CI": "{:.3f}-{:.3f}".format(*result["map_ci95"]),
+                    "MR1": result["mr1"],
+                    "MRR": result["mrr"],
+                    "HR@1": result["hr@1"],
+                    "HR@5": result["hr@5"],
+                    "HR@10": result["hr@10"],
                     **same_music_columns(result.get("same_music")),
                     "AUC same piece (cosine)": result.get("auc_cosine", float("nan")),
-                    "queries": result["queries"], "held-out pieces": metrics["held_out_pieces"],
+                    "queries": result["queries"],
+                    "held-out pieces": metrics["held_out_pieces"],
                 }
             )
         figure = Path(path).parent / "distances.png"
@@ -169,7 +194,9 @@ def retrieval_section(paths: list[str]) -> str:
                 + (f" (validation MAP {head['validation_map']:.3f})" if head.get("validation_map") is not None else "")
             )
     if not rows:
-        return "<h2>Retrieval on held-out pieces</h2><p>No open-set split configured (add by_piece to splits.names).</p>"
+        return (
+            "<h2>Retrieval on held-out pieces</h2><p>No open-set split configured (add by_piece to splits.names).</p>"
+        )
     return (
         "<h2>Retrieval on held-out pieces</h2><p class='note'>Each held-out snippet queries all other held-out "
         "snippets by cosine similarity; relevant = same piece. raw: the embeddings; standardized: training-piece "
@@ -179,8 +206,10 @@ def retrieval_section(paths: list[str]) -> str:
         "before and after learning. Tied similarities share the last rank of their block, for MAP and the first "
         "relevant rank alike. The strict figures count only the query's own piece as relevant; the 'same music "
         "relevant' ones also count pieces the audit finds to be the same music. 95% intervals resample held-out "
-        "pieces, all queries of a piece together (a cluster bootstrap).</p>" + table_html(pd.DataFrame(rows), "{:.3f}")
-        + "".join(f"<p class='note'>{html.escape(note)}</p>" for note in notes) + "".join(figures)
+        "pieces, all queries of a piece together (a cluster bootstrap).</p>"
+        + table_html(pd.DataFrame(rows), "{:.3f}")
+        + "".join(f"<p class='note'>{html.escape(note)}</p>" for note in notes)
+        + "".join(figures)
     )
 
 
@@ -189,12 +218,26 @@ def variants_section(summary: pd.DataFrame) -> str:
     rows = summary[summary.split == "by_snippet"].copy()
     if rows.test_variant.nunique() < 2 and (rows.train_variants == rows.test_variant).all():
         return ""  # one rendering, no transfer: nothing to compare
-    rows["trained on"] = rows.train_variants.where(rows.train_variants != rows.test_variant, rows.test_variant + " (within)")
+    rows["trained on"] = rows.train_variants.where(
+        rows.train_variants != rows.test_variant, rows.test_variant + " (within)"
+    )
     rows["probe"] = marked_probe_names(rows)
     rows["top-1"] = rows.top1
     rows["top-1 95% CI"] = rows.top1_ci95
     rows["top-5"] = rows.top5
-    table = rows[["embedder", "probe", "test_variant", "trained on", "top-1", "top-1 95% CI", "top-5", "train_snippets", "test_snippets"]]
+    table = rows[
+        [
+            "embedder",
+            "probe",
+            "test_variant",
+            "trained on",
+            "top-1",
+            "top-1 95% CI",
+            "top-5",
+            "train_snippets",
+            "test_snippets",
+        ]
+    ]
     table = table.sort_values(["embedder", "probe", "test_variant", "trained on"], kind="stable")
     return (
         "<h2>Across rendering variants</h2><p class='note'>by_snippet on each test variant: the same test snippets, "
@@ -216,8 +259,20 @@ def geometry_section(paths: list[str]) -> str:
             f"<p>Layer {summary['layer']}: ROC AUC of 'same piece' from cosine distance {summary['auc_cosine']:.3f}, "
             f"from Euclidean distance {summary['auc_euclidean']:.3f}; leave-one-out 1-NN piece accuracy "
             f"{percent(summary['nn_accuracy_cosine'])} (cosine).</p>"
-            + table_html(per_layer[["layer", "auc_cosine", "auc_euclidean", "nn_accuracy_cosine", "nn_accuracy_euclidean",
-                                    "mean_same_cosine", "mean_different_cosine"]], "{:.3f}")
+            + table_html(
+                per_layer[
+                    [
+                        "layer",
+                        "auc_cosine",
+                        "auc_euclidean",
+                        "nn_accuracy_cosine",
+                        "nn_accuracy_euclidean",
+                        "mean_same_cosine",
+                        "mean_different_cosine",
+                    ]
+                ],
+                "{:.3f}",
+            )
             + image_tag(folder / "distances.png", "distance histograms")
             + (image_tag(folder / "layers.png", "per-layer geometry") if len(per_layer) > 1 else "")
             + image_tag(folder / "tsne.png", "t-SNE")
@@ -236,26 +291,43 @@ def audit_section(summary_path: str, groups_path: str) -> str:
         f"({summary['pieces_in_same_music_groups']} pieces) and {summary['same_tune_groups']} groups that share a "
         f"chorale tune ({summary['pieces_in_same_tune_groups']} pieces). by_piece holds each tune group out whole; "
         "group-level accuracy counts a confusion inside a group as correct.</p>"
-        + "<h3>Same music</h3>" + (table_html(music) if len(music) else "<p>none</p>")
-        + "<h3>Same tune</h3>" + (table_html(tunes) if len(tunes) else "<p>none</p>")
+        + "<h3>Same music</h3>"
+        + (table_html(music) if len(music) else "<p>none</p>")
+        + "<h3>Same tune</h3>"
+        + (table_html(tunes) if len(tunes) else "<p>none</p>")
     )
 
 
 def published_section(summary: pd.DataFrame) -> str:
     baseline = summary[(summary.probe == "linear_adam") & (summary.split == "by_snippet")]
     baseline = baseline.assign(probe=marked_probe_names(baseline))
-    rows = [{"source": "published report (MERT, linear, Adam)", "train snippets": PUBLISHED["train_snippets"],
-             "test snippets": PUBLISHED["test_snippets"], "top-1": PUBLISHED["top1"], "top-5": PUBLISHED["top5"],
-             "train top-1": PUBLISHED["train_top1"]}]
+    rows = [
+        {
+            "source": "published report (MERT, linear, Adam)",
+            "train snippets": PUBLISHED["train_snippets"],
+            "test snippets": PUBLISHED["test_snippets"],
+            "top-1": PUBLISHED["top1"],
+            "top-5": PUBLISHED["top5"],
+            "train top-1": PUBLISHED["train_top1"],
+        }
+    ]
     for row in baseline.itertuples():
-        rows.append({"source": f"this run: {row.embedder}/{row.variant}, {row.probe}",
-                     "train snippets": row.train_snippets + row.validation_snippets,
-                     "test snippets": row.test_snippets, "top-1": row.top1, "top-5": row.top5, "train top-1": row.train_top1})
+        rows.append(
+            {
+                "source": f"this run: {row.embedder}/{row.variant}, {row.probe}",
+                "train snippets": row.train_snippets + row.validation_snippets,
+                "test snippets": row.test_snippets,
+                "top-1": row.top1,
+                "top-5": row.top5,
+                "train top-1": row.train_top1,
+            }
+        )
     return (
         "<h2>The published figures beside ours</h2>"
         f"<p>The report: {percent(PUBLISHED['top1'])} top-1, {percent(PUBLISHED['top5'])} top-5, "
         f"{percent(PUBLISHED['train_top1'])} train top-1 on {PUBLISHED['train_snippets']} / {PUBLISHED['test_snippets']} "
-        "train / test snippets with MERT and a linear probe.</p>" + table_html(pd.DataFrame(rows), "{:.3f}")
+        "train / test snippets with MERT and a linear probe.</p>"
+        + table_html(pd.DataFrame(rows), "{:.3f}")
         + "<p class='note'>What differs: the report's 2,487 + 521 = 3,008 snippets from 430 pieces are exactly what "
         "4-measure windows every 2 measures give on music21's 410 chorales plus its 20 Roman-numeral analyses "
         "(scripts/reconcile_counts.py). Split by snippet, overlapping windows put the measures of a test snippet in "

@@ -58,8 +58,14 @@ def average_precision(relevant: np.ndarray, ranks: np.ndarray) -> float:
     return float(np.mean(relevant_at_or_above / relevant_ranks))
 
 
-QUERY_COLUMNS = ["query", "piece", "average_precision", "first_relevant_rank", "reciprocal_rank",
-                 *[f"hit_at_{k}" for k in HITS_AT]]
+QUERY_COLUMNS = [
+    "query",
+    "piece",
+    "average_precision",
+    "first_relevant_rank",
+    "reciprocal_rank",
+    *[f"hit_at_{k}" for k in HITS_AT],
+]
 
 
 def per_query_metrics(
@@ -90,8 +96,16 @@ def per_query_metrics(
 
 
 def summarise_queries(per_query: pd.DataFrame, queries_total: int, resamples: int, seed: int) -> dict[str, Any]:
-    summary: dict[str, Any] = {"queries": int(len(per_query)), "queries_without_relevant": int(queries_total - len(per_query))}
-    named = {"map": "average_precision", "mr1": "first_relevant_rank", "mrr": "reciprocal_rank", **{f"hr@{k}": f"hit_at_{k}" for k in HITS_AT}}
+    summary: dict[str, Any] = {
+        "queries": int(len(per_query)),
+        "queries_without_relevant": int(queries_total - len(per_query)),
+    }
+    named = {
+        "map": "average_precision",
+        "mr1": "first_relevant_rank",
+        "mrr": "reciprocal_rank",
+        **{f"hr@{k}": f"hit_at_{k}" for k in HITS_AT},
+    }
     pieces = per_query["piece"].to_numpy()
     for offset, (name, column) in enumerate(named.items()):
         values = per_query[column].to_numpy(dtype=float)
@@ -137,7 +151,9 @@ def representations(
         from workflow_scripts.metric_learning import project, train_head
 
         fit, select = roles == "train", roles == "validation"
-        head, history, head_facts = train_head(vectors[fit], pieces[fit], vectors[select], pieces[select], head_settings, logger)
+        head, history, head_facts = train_head(
+            vectors[fit], pieces[fit], vectors[select], pieces[select], head_settings, logger
+        )
         result["metric_head"] = project(head, held_out)
         head_facts["history"] = history
     return result, head_facts
@@ -189,12 +205,20 @@ def evaluate_retrieval(
             row["same_music"] = summarise_queries(same_music, int(held_out.sum()), resamples, seed)
         rows.append(row)
     training = np.isin(roles, TRAINING_ROLES)
-    summary = {"held_out_pieces": int(len(np.unique(pieces[held_out]))), "held_out_snippets": int(held_out.sum()),
-               "training_pieces": int(len(np.unique(pieces[training]))), "results": rows}
+    summary = {
+        "held_out_pieces": int(len(np.unique(pieces[held_out]))),
+        "held_out_snippets": int(held_out.sum()),
+        "training_pieces": int(len(np.unique(pieces[training]))),
+        "results": rows,
+    }
     history = head_facts.pop("history", None)
     if head_facts:
         summary["metric_head"] = head_facts
-    return pd.concat(tables, ignore_index=True), summary, {"distance_samples": distance_samples, "head_history": history}
+    return (
+        pd.concat(tables, ignore_index=True),
+        summary,
+        {"distance_samples": distance_samples, "head_history": history},
+    )
 
 
 def main(snakemake) -> None:  # pragma: no cover - the Snakemake edge
@@ -224,7 +248,13 @@ def main(snakemake) -> None:  # pragma: no cover - the Snakemake edge
     pieces = np.array(table.column("piece_id").to_pylist())
     groups = pd.read_csv(snakemake.input.groups, sep="\t", keep_default_na=False)
     per_query, summary, figures = evaluate_retrieval(
-        vectors, pieces, roles, settings["bootstrap_resamples"], settings["seed"], head_settings, logger,
+        vectors,
+        pieces,
+        roles,
+        settings["bootstrap_resamples"],
+        settings["seed"],
+        head_settings,
+        logger,
         music_group_of=groups.set_index("piece_id")["music_group"].to_dict(),
     )
     per_query["snippet_id"] = np.array(snippet_ids)[roles == "test"][per_query["query"].to_numpy()]
@@ -232,9 +262,15 @@ def main(snakemake) -> None:  # pragma: no cover - the Snakemake edge
     write_json_atomic(snakemake.output.metrics, {**summary, "provenance": provenance})
     write_parquet_atomic(pa.Table.from_pandas(per_query, preserve_index=False), snakemake.output.per_query, provenance)
     history = figures["head_history"]
-    write_tsv_atomic(history if history is not None else pd.DataFrame(columns=["epoch", "loss", "validation_map"]),
-                     snakemake.output.head_curve)
+    write_tsv_atomic(
+        history if history is not None else pd.DataFrame(columns=["epoch", "loss", "validation_map"]),
+        snakemake.output.head_curve,
+    )
     title = " / ".join(dict(snakemake.wildcards).values())
-    plot_representation_distances(figures["distance_samples"], summary["results"], snakemake.output.distances_png, title)
+    plot_representation_distances(
+        figures["distance_samples"], summary["results"], snakemake.output.distances_png, title
+    )
     for row in summary["results"]:
-        logger.info("%s: MAP %.4f, MR1 %.2f, AUC %.3f", row["representation"], row["map"], row["mr1"], row["auc_cosine"])
+        logger.info(
+            "%s: MAP %.4f, MR1 %.2f, AUC %.3f", row["representation"], row["map"], row["mr1"], row["auc_cosine"]
+        )

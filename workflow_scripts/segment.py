@@ -280,7 +280,9 @@ def parse_midi(path: str | Path, tempo_qpm: float) -> ParsedScore:
     events, voice_pitches = [], []
     for voice, notes in enumerate(voices):
         for note in notes:
-            events.append(NoteEvent(note.start_tick * seconds_per_tick, note.end_tick * seconds_per_tick, note.key, voice))
+            events.append(
+                NoteEvent(note.start_tick * seconds_per_tick, note.end_tick * seconds_per_tick, note.key, voice)
+            )
         highest: dict[int, int] = {}
         for note in notes:  # the top note of each chord, as for music21's chords
             highest[note.start_tick] = max(highest.get(note.start_tick, 0), note.key)

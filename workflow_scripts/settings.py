@@ -25,7 +25,11 @@ def load_schema(path: Path = SCHEMA_PATH) -> dict[str, Any]:
 
 
 def property_defaults(fragment: dict[str, Any]) -> dict[str, Any]:
-    return {name: copy.deepcopy(spec["default"]) for name, spec in fragment.get("properties", {}).items() if "default" in spec}
+    return {
+        name: copy.deepcopy(spec["default"])
+        for name, spec in fragment.get("properties", {}).items()
+        if "default" in spec
+    }
 
 
 def with_defaults(entries: dict[str, dict[str, Any]], fragment: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -63,7 +67,9 @@ def complete_config(config: dict[str, Any], schema: dict[str, Any]) -> None:
     if unknown:
         raise ValueError(f"sweep.grid names unknown probe fields {sorted(unknown)}; known: {sorted(probe_fields)}")
     config["variants"] = with_defaults(config["variants"], schema["properties"]["variants"]["additionalProperties"])
-    config["probes"] = with_defaults({**config["probes"], **sweep_probes(config.get("sweep") or {})}, schema["definitions"]["probe"])
+    config["probes"] = with_defaults(
+        {**config["probes"], **sweep_probes(config.get("sweep") or {})}, schema["definitions"]["probe"]
+    )
 
 
 def render_settings(config: dict[str, Any], variant: str) -> dict[str, Any]:
@@ -104,7 +110,9 @@ def configured_transfers(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
         if unknown:
             raise ValueError(f"{where} names unknown variant(s) {unknown}; configured variants: {sorted(variants)}")
         if test in train:
-            raise ValueError(f"{where}: the test variant '{test}' is also a training variant (that is the within-variant by_snippet run)")
+            raise ValueError(
+                f"{where}: the test variant '{test}' is also a training variant (that is the within-variant by_snippet run)"
+            )
         if len(set(train)) != len(train):
             raise ValueError(f"{where}: a training variant is listed twice: {train}")
         transfers[transfer_name(train, test)] = {"train": train, "test": test}

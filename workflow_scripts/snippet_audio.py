@@ -45,9 +45,7 @@ def write_audio(audio: np.ndarray, sample_rate: int, destination: Path) -> int:
     """Write 24-bit FLAC; returns how many samples had to be clipped to [-1, 1]."""
     clipped = int(np.count_nonzero(np.abs(audio) > 1.0))
     with atomic_path(destination) as temporary:
-        soundfile.write(
-            temporary, np.clip(audio, -1.0, 1.0), sample_rate, subtype=AUDIO_SUBTYPE, format="FLAC"
-        )
+        soundfile.write(temporary, np.clip(audio, -1.0, 1.0), sample_rate, subtype=AUDIO_SUBTYPE, format="FLAC")
     return clipped
 
 
@@ -59,4 +57,3 @@ def read_snippet_audio(audio_path: str | Path, manifest: pa.Table) -> list[np.nd
     offsets = manifest.column("sample_offset").to_pylist()
     lengths = manifest.column("num_samples").to_pylist()
     return [audio[offset : offset + length] for offset, length in zip(offsets, lengths)]
-

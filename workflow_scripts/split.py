@@ -52,7 +52,8 @@ def pick_held_out(windows: list[tuple[int, int]], wanted: int, rng: np.random.Ge
     for candidate in rng.permutation(len(windows)):
         trial = held + [int(candidate)]
         free = [
-            index for index in range(len(windows))
+            index
+            for index in range(len(windows))
             if index not in trial and not any(overlaps(*windows[index], *windows[t]) for t in trial)
         ]
         if free:
@@ -86,8 +87,13 @@ def assign_piece_by_snippet(
 
 
 def hold_out(
-    roles: list[str], candidates: list[int], windows: list[tuple[int, int]], wanted: int, role: str,
-    rng: np.random.Generator, overlap_guard: bool,
+    roles: list[str],
+    candidates: list[int],
+    windows: list[tuple[int, int]],
+    wanted: int,
+    role: str,
+    rng: np.random.Generator,
+    overlap_guard: bool,
 ) -> None:
     """Give ``role`` to up to ``wanted`` of the ``candidates``, in place. With the guard, the
     other candidates that share a measure with a chosen one are dropped; without it they stay."""
@@ -138,7 +144,9 @@ def by_piece(snippets: pd.DataFrame, settings: dict[str, Any], groups: pd.DataFr
     unit_sizes = pd.Series(unit_of).value_counts()
     test_units = _take_until(ordered, unit_sizes, float(settings["test_fraction"]) * len(pieces))
     remaining = [unit for unit in ordered if unit not in test_units]
-    validation_target = float(settings.get("validation_fraction", 0.0)) * (len(pieces) - sum(unit_sizes[u] for u in test_units))
+    validation_target = float(settings.get("validation_fraction", 0.0)) * (
+        len(pieces) - sum(unit_sizes[u] for u in test_units)
+    )
     validation_units = _take_until(remaining, unit_sizes, validation_target)
     role_of_unit = {unit: "test" for unit in test_units} | {unit: "validation" for unit in validation_units}
     roles = [role_of_unit.get(unit_of[piece], "train") for piece in snippets.piece_id]
@@ -191,7 +199,9 @@ def summarise(assignment: pd.DataFrame, snippets: pd.DataFrame | None = None) ->
     }
 
 
-def make_split(name: str, snippets: pd.DataFrame, settings: dict[str, Any], groups: pd.DataFrame | None = None) -> pd.DataFrame:
+def make_split(
+    name: str, snippets: pd.DataFrame, settings: dict[str, Any], groups: pd.DataFrame | None = None
+) -> pd.DataFrame:
     return SPLITTERS[name](snippets, settings, groups)
 
 
@@ -213,7 +223,8 @@ def main(snakemake) -> None:  # pragma: no cover - the Snakemake edge
         logger.warning(
             "splits.overlap_guard is false: %d of %d test snippets share measures with training snippets of their "
             "piece. Every metric of this split is marked leaky; set splits.overlap_guard: true for a sound figure.",
-            summary["test_snippets_sharing_measures_with_training"], summary["snippets"]["test"],
+            summary["test_snippets_sharing_measures_with_training"],
+            summary["snippets"]["test"],
         )
     logger.info("%s: %s", snakemake.wildcards.split, summary)
     write_parquet_atomic(

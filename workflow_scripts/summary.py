@@ -11,14 +11,39 @@ from workflow_scripts.io_utils import write_tsv_atomic
 
 SETTING_COLUMNS = ["head", "optimizer", "normalization", "layer", "class_weighting", "early_stopping"]
 FIGURE_COLUMNS = [
-    "top1", "top1_ci95", "top5", "top5_ci95", "top1_music_group", "top1_tune_group", "train_top1",
-    "per_class_mean", "per_class_median", "classes_at_0", "classes_at_100", "classes", "train_snippets",
-    "validation_snippets", "test_snippets", "dropped_overlap_snippets", "selected_step", "train_seconds",
+    "top1",
+    "top1_ci95",
+    "top5",
+    "top5_ci95",
+    "top1_music_group",
+    "top1_tune_group",
+    "train_top1",
+    "per_class_mean",
+    "per_class_median",
+    "classes_at_0",
+    "classes_at_100",
+    "classes",
+    "train_snippets",
+    "validation_snippets",
+    "test_snippets",
+    "dropped_overlap_snippets",
+    "selected_step",
+    "train_seconds",
 ]
 # leaky: the split had no overlap guard, so test snippets share measures with training ones
 # (splits.overlap_guard: false); such a row measures the protocol, not the embedding.
-COLUMNS = ["embedder", "variant", "split", "probe", "leaky", "train_variants", "test_variant", *SETTING_COLUMNS,
-           *FIGURE_COLUMNS, "ci95_resampling"]
+COLUMNS = [
+    "embedder",
+    "variant",
+    "split",
+    "probe",
+    "leaky",
+    "train_variants",
+    "test_variant",
+    *SETTING_COLUMNS,
+    *FIGURE_COLUMNS,
+    "ci95_resampling",
+]
 
 
 def summary_row(metrics: dict) -> dict:

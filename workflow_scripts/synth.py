@@ -114,7 +114,9 @@ class FluidSynthRenderer:
         """Mono float32 audio of exactly ``round(duration_s * sample_rate)`` samples."""
         synth, soundfont_id = self._new_synth()
         try:
-            return _render_events(synth, soundfont_id, self.sample_rate, events, duration_s, programs, velocity, transpose)
+            return _render_events(
+                synth, soundfont_id, self.sample_rate, events, duration_s, programs, velocity, transpose
+            )
         finally:
             synth.delete()
 
@@ -125,9 +127,14 @@ def _float_writer():
 
     write_float = fluidsynth._fl.fluid_synth_write_float
     write_float.argtypes = [
-        ctypes.c_void_p, ctypes.c_int,
-        ctypes.c_void_p, ctypes.c_int, ctypes.c_int,
-        ctypes.c_void_p, ctypes.c_int, ctypes.c_int,
+        ctypes.c_void_p,
+        ctypes.c_int,
+        ctypes.c_void_p,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_void_p,
+        ctypes.c_int,
+        ctypes.c_int,
     ]
     write_float.restype = ctypes.c_int
     return write_float

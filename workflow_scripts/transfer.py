@@ -26,7 +26,9 @@ class TransferError(ValueError):
     """A transfer cannot be built; the message names the variant and what to do."""
 
 
-def transfer_assignment(assignment: pd.DataFrame, snippets_by_variant: dict[str, pd.DataFrame], train: list[str], test: str) -> pd.DataFrame:
+def transfer_assignment(
+    assignment: pd.DataFrame, snippets_by_variant: dict[str, pd.DataFrame], train: list[str], test: str
+) -> pd.DataFrame:
     """The transfer's assignment (``variant/snippet_id``, piece, role, variant)."""
     reference = set(snippets_by_variant[test].snippet_id)
     for variant in train:
@@ -45,7 +47,12 @@ def transfer_assignment(assignment: pd.DataFrame, snippets_by_variant: dict[str,
 def _rows(assignment: pd.DataFrame, variant: str, roles: tuple[str, ...]) -> pd.DataFrame:
     chosen = assignment[assignment.role.isin(roles)]
     return pd.DataFrame(
-        {"snippet_id": variant + "/" + chosen.snippet_id, "piece_id": chosen.piece_id.values, "role": chosen.role.values, "variant": variant}
+        {
+            "snippet_id": variant + "/" + chosen.snippet_id,
+            "piece_id": chosen.piece_id.values,
+            "role": chosen.role.values,
+            "variant": variant,
+        }
     )
 
 
@@ -59,9 +66,13 @@ def transfer_dataset(datasets: dict[str, pa.Table], assignment: pd.DataFrame) ->
         mask = np.isin(snippet_ids, list(wanted))
         missing = len(wanted) - int(mask.sum())
         if missing:
-            raise TransferError(f"the '{variant}' dataset lacks {missing} snippet(s) of the transfer's assignment; rerun its embed stage")
+            raise TransferError(
+                f"the '{variant}' dataset lacks {missing} snippet(s) of the transfer's assignment; rerun its embed stage"
+            )
         chosen = table.filter(pa.array(mask))
-        keyed = pa.array([f"{variant}/{snippet}" for snippet in chosen.column("snippet_id").to_pylist()], type=pa.string())
+        keyed = pa.array(
+            [f"{variant}/{snippet}" for snippet in chosen.column("snippet_id").to_pylist()], type=pa.string()
+        )
         parts.append(chosen.set_column(chosen.schema.get_field_index("snippet_id"), "snippet_id", keyed))
     return pa.concat_tables(parts)
 
@@ -75,7 +86,10 @@ def main_split(snakemake) -> None:  # pragma: no cover - the Snakemake edge
 
     spec = snakemake.params.transfer
     assignment = pq.read_table(snakemake.input.assignment).to_pandas()
-    snippets = {variant: pq.read_table(path).to_pandas() for variant, path in zip(snakemake.params.variants, snakemake.input.snippets)}
+    snippets = {
+        variant: pq.read_table(path).to_pandas()
+        for variant, path in zip(snakemake.params.variants, snakemake.input.snippets)
+    }
     result = transfer_assignment(assignment, snippets, spec["train"], spec["test"])
     source = read_provenance(snakemake.input.assignment)["settings"]
     write_parquet_atomic(
@@ -97,13 +111,20 @@ def main_dataset(snakemake) -> None:  # pragma: no cover - the Snakemake edge
         datasets[variant] = pq.read_table(path)
         described = read_provenance(path)["embedder"]
         if embedder is not None and described != embedder:
-            raise TransferError(f"the '{variant}' dataset ({path}) was embedded with other settings than the others; rerun it")
+            raise TransferError(
+                f"the '{variant}' dataset ({path}) was embedded with other settings than the others; rerun it"
+            )
         embedder = described
     assignment = pq.read_table(snakemake.input.assignment).to_pandas()
     table = transfer_dataset(datasets, assignment)
     write_parquet_atomic(
         table,
         snakemake.output.dataset,
-        provenance_record("dataset", {"embedder": snakemake.wildcards.embedder, "transfer": spec},
-                          embedder=embedder, transfer=spec, snippets=table.num_rows),
+        provenance_record(
+            "dataset",
+            {"embedder": snakemake.wildcards.embedder, "transfer": spec},
+            embedder=embedder,
+            transfer=spec,
+            snippets=table.num_rows,
+        ),
     )

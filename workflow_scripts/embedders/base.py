@@ -55,8 +55,8 @@ class Embedder(ABC):
         """Whether ``error`` means the batch did not fit in memory (the stage then splits it)."""
         return isinstance(error, MemoryError)
 
-    def release_memory(self) -> None:
+    def release_memory(self) -> None:  # noqa: B027 - an optional hook: nothing to free by default
         """Free what a failed batch left allocated before the stage retries smaller batches."""
 
-    def timing_barrier(self) -> None:
+    def timing_barrier(self) -> None:  # noqa: B027 - an optional hook: CPU work is already finished
         """Wait for work queued on an accelerator, so the stage's timings are honest."""

@@ -56,7 +56,11 @@ OVERLAP_SAMPLES = OVERLAP_FRAMES * FFT_HOP
 HOP_SAMPLES = WINDOW_SAMPLES - OVERLAP_SAMPLES
 INPUT_NAME = "serving_default_input_2:0"
 # basic_pitch.inference.Model.predict's mapping of the ONNX outputs.
-OUTPUT_NAMES = {"note": "StatefulPartitionedCall:1", "onset": "StatefulPartitionedCall:2", "contour": "StatefulPartitionedCall:0"}
+OUTPUT_NAMES = {
+    "note": "StatefulPartitionedCall:1",
+    "onset": "StatefulPartitionedCall:2",
+    "contour": "StatefulPartitionedCall:0",
+}
 RESAMPLER_QUALITY = "soxr_hq"
 INSTALL_HINT = (
     "Install the wheel without its dependencies (they include TensorFlow, which the project does not use): "
@@ -70,11 +74,15 @@ def packaged_model_file() -> Path:
     try:
         distribution = importlib.metadata.distribution(DISTRIBUTION)
     except importlib.metadata.PackageNotFoundError:
-        raise EmbedderError(f"the basic_pitch embedder needs the {DISTRIBUTION} package, which is not installed. {INSTALL_HINT}") from None
+        raise EmbedderError(
+            f"the basic_pitch embedder needs the {DISTRIBUTION} package, which is not installed. {INSTALL_HINT}"
+        ) from None
     listed = [entry for entry in distribution.files or [] if entry.as_posix() == MODEL_FILE_IN_PACKAGE]
     path = Path(distribution.locate_file(listed[0] if listed else MODEL_FILE_IN_PACKAGE))
     if not path.is_file():
-        raise EmbedderError(f"{DISTRIBUTION} {distribution.version} is installed but has no {MODEL_FILE_IN_PACKAGE}. {INSTALL_HINT}")
+        raise EmbedderError(
+            f"{DISTRIBUTION} {distribution.version} is installed but has no {MODEL_FILE_IN_PACKAGE}. {INSTALL_HINT}"
+        )
     return path
 
 
@@ -118,9 +126,13 @@ class BasicPitchEmbedder(Embedder):
     def __init__(self, settings: dict[str, Any]):
         self.sample_rate = int(settings["sample_rate"])
         self.threads = int(settings["threads"])
-        self.model_file = Path(settings["model_file"]).expanduser() if settings.get("model_file") else packaged_model_file()
+        self.model_file = (
+            Path(settings["model_file"]).expanduser() if settings.get("model_file") else packaged_model_file()
+        )
         if not self.model_file.is_file():
-            raise EmbedderError(f"embedder_settings.basic_pitch.model_file '{self.model_file}' does not exist. {INSTALL_HINT}")
+            raise EmbedderError(
+                f"embedder_settings.basic_pitch.model_file '{self.model_file}' does not exist. {INSTALL_HINT}"
+            )
         self.model_sha256 = sha256_file(self.model_file)
         expected = settings.get("model_sha256")
         if expected and expected != self.model_sha256:
@@ -163,14 +175,17 @@ class BasicPitchEmbedder(Embedder):
                 "contour": f"264 bins folded to {KEYS} semitones (max of the 3 bins around each key)",
                 "pooling": [f"{statistic} over frames, per key" for statistic in POOLING],
                 "model_sample_rate": MODEL_SAMPLE_RATE,
-                "resampling": "none" if self.sample_rate == MODEL_SAMPLE_RATE
+                "resampling": "none"
+                if self.sample_rate == MODEL_SAMPLE_RATE
                 else f"soxr {RESAMPLER_QUALITY} {self.sample_rate} -> {MODEL_SAMPLE_RATE} Hz",
                 "window_samples": WINDOW_SAMPLES,
                 "overlap_frames": OVERLAP_FRAMES,
                 "threads": self.threads,
                 "runtime": f"onnxruntime {onnxruntime.__version__}, CPUExecutionProvider, sequential",
             },
-            "model_files": {self.model_file.name: {"bytes": self.model_file.stat().st_size, "sha256": self.model_sha256}},
+            "model_files": {
+                self.model_file.name: {"bytes": self.model_file.stat().st_size, "sha256": self.model_sha256}
+            },
         }
 
     def posteriorgrams(self, clip: np.ndarray) -> dict[str, np.ndarray]:

@@ -128,7 +128,9 @@ def plan_batches(lengths: list[int], max_batch: int, allow_padding: bool) -> lis
     by_length: dict[int, list[int]] = defaultdict(list)
     for index in order:
         by_length[lengths[index]].append(index)
-    return [group[start : start + max_batch] for group in by_length.values() for start in range(0, len(group), max_batch)]
+    return [
+        group[start : start + max_batch] for group in by_length.values() for start in range(0, len(group), max_batch)
+    ]
 
 
 def chunk_clip(clip: np.ndarray, chunk_samples: int) -> list[np.ndarray]:
@@ -156,7 +158,9 @@ class AudioEncoderEmbedder(Embedder):
         self.model_sample_rate = int(settings.get("model_sample_rate") or self.sample_rate)
         self.model_class = settings.get("model_class", "HubertModel")
         if self.model_class not in MODEL_CLASSES:
-            raise EmbedderError(f"embedder_settings.{name}.model_class '{self.model_class}' is not one of {sorted(MODEL_CLASSES)}.")
+            raise EmbedderError(
+                f"embedder_settings.{name}.model_class '{self.model_class}' is not one of {sorted(MODEL_CLASSES)}."
+            )
         self.device = self._choose_device(torch, settings["device"])
         self.folder = resolve_model_folder(settings, name)
         self.config_dict = json.loads((self.folder / "config.json").read_text(encoding="utf-8"))
@@ -185,7 +189,9 @@ class AudioEncoderEmbedder(Embedder):
         requested = settings["precision"]
         if requested == "fp32" or self.device.type == "cuda" or settings["device"] == "cpu":
             return requested
-        self.logger.warning("precision %s applies on CUDA (or with device: cpu); running fp32 on %s", requested, self.device)
+        self.logger.warning(
+            "precision %s applies on CUDA (or with device: cpu); running fp32 on %s", requested, self.device
+        )
         return "fp32"
 
     def _choose_device(self, torch, requested: str):
@@ -208,8 +214,14 @@ class AudioEncoderEmbedder(Embedder):
 
         model_class = getattr(transformers, self.model_class)
         config = model_config_from(self.config_dict, self.model_class, str(folder / "config.json"))
-        model, info = model_class.from_pretrained(folder, config=config, local_files_only=True, output_loading_info=True)
-        problems = {key: value for key, value in info.items() if value and key in ("missing_keys", "unexpected_keys", "mismatched_keys")}
+        model, info = model_class.from_pretrained(
+            folder, config=config, local_files_only=True, output_loading_info=True
+        )
+        problems = {
+            key: value
+            for key, value in info.items()
+            if value and key in ("missing_keys", "unexpected_keys", "mismatched_keys")
+        }
         if problems:
             raise EmbedderError(
                 f"the checkpoint in {folder} does not match transformers' {self.model_class}: {problems}. "
@@ -227,8 +239,10 @@ class AudioEncoderEmbedder(Embedder):
         return model, feature_extractor
 
     def describe(self) -> dict[str, Any]:
-        resampling = "none" if self.sample_rate == self.model_sample_rate else (
-            f"soxr {RESAMPLER_QUALITY} {self.sample_rate} -> {self.model_sample_rate} Hz"
+        resampling = (
+            "none"
+            if self.sample_rate == self.model_sample_rate
+            else (f"soxr {RESAMPLER_QUALITY} {self.sample_rate} -> {self.model_sample_rate} Hz")
         )
         return {
             "name": self.name,
@@ -325,7 +339,9 @@ class AudioEncoderEmbedder(Embedder):
         with torch.inference_mode():
             values = self._normalise(values, sample_mask).to(self.input_dtype)
             with self._autocast(torch):
-                outputs = self.model(values, attention_mask=sample_mask.long() if padded else None, output_hidden_states=True)
+                outputs = self.model(
+                    values, attention_mask=sample_mask.long() if padded else None, output_hidden_states=True
+                )
             # Pooled outside autocast, which would run the sums in bf16/fp16.
             frames = self.model._get_feat_extract_output_lengths(lengths).long()
             frame_count = outputs.hidden_states[0].shape[1]
@@ -342,7 +358,11 @@ class AudioEncoderEmbedder(Embedder):
 
     def embed(self, clips: list[np.ndarray]) -> np.ndarray:
         clips = [resample(clip, self.sample_rate, self.model_sample_rate) for clip in clips]
-        pieces = [(clip_index, chunk) for clip_index, clip in enumerate(clips) for chunk in chunk_clip(clip, self.chunk_samples)]
+        pieces = [
+            (clip_index, chunk)
+            for clip_index, clip in enumerate(clips)
+            for chunk in chunk_clip(clip, self.chunk_samples)
+        ]
         sums = np.zeros((len(clips), self.layers, self.dim), dtype=np.float64)
         counts = np.zeros(len(clips), dtype=np.int64)
         for batch in plan_batches([chunk.size for _, chunk in pieces], self.forward_batch_size, self.allow_padding):

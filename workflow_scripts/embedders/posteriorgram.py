@@ -50,7 +50,9 @@ def fold_contour(contour: np.ndarray) -> np.ndarray:
     frames, bins = contour.shape
     if bins != KEYS * CONTOUR_BINS_PER_SEMITONE:
         raise ValueError(f"a contour posteriorgram has {KEYS * CONTOUR_BINS_PER_SEMITONE} bins, not {bins}")
-    padded = np.concatenate([np.zeros((frames, 1), contour.dtype), contour, np.zeros((frames, 1), contour.dtype)], axis=1)
+    padded = np.concatenate(
+        [np.zeros((frames, 1), contour.dtype), contour, np.zeros((frames, 1), contour.dtype)], axis=1
+    )
     around = np.stack([padded[:, offset : offset + bins : CONTOUR_BINS_PER_SEMITONE] for offset in range(3)])
     # Bins outside the 264 were padded with zero; a posterior is never below 0, so max is unaffected.
     return around.max(axis=0)
