@@ -113,6 +113,22 @@ def save_random_mert(folder: Path) -> None:
     ).save_pretrained(folder)
 
 
+def local_mert_settings(model_dir: Path, random_weights: bool, device: str, precision: str, batch_size: int) -> dict:
+    """Embedder settings for a model folder, as the workflow's config would give them."""
+    return {
+        "model_id": "random-MERT-v1-95M-architecture" if random_weights else str(model_dir),
+        "revision": "none",
+        "local_dir": str(model_dir),
+        "cache_dir": None,
+        "device": device,
+        "precision": precision,
+        "batch_size": batch_size,
+        "padding": False,
+        "chunk_seconds": 30.0,
+        "sample_rate": RATE,
+    }
+
+
 def rendered_pieces(folder: Path, limit: int | None) -> list[str]:
     names = sorted(path.name.removesuffix(".snippets.parquet") for path in folder.glob("*.snippets.parquet"))
     names = [name for name in names if (folder / f"{name}.flac").is_file()]
@@ -231,19 +247,9 @@ def main() -> None:
         model_dir = arguments.model_dir or scratch / "model"
         if arguments.model_dir is None:
             save_random_mert(model_dir)
-        settings = {
-            "model_id": "random-MERT-v1-95M-architecture" if arguments.model_dir is None else str(model_dir),
-            "revision": "none",
-            "local_dir": str(model_dir),
-            "cache_dir": None,
-            "device": arguments.device,
-            "precision": arguments.precision,
-            "batch_size": arguments.batch_size,
-            "padding": False,
-            "chunk_seconds": 30.0,
-            "trust_remote_code": False,
-            "sample_rate": RATE,
-        }
+        settings = local_mert_settings(
+            model_dir, arguments.model_dir is None, arguments.device, arguments.precision, arguments.batch_size
+        )
         costs = fixed_costs(settings, arguments.device)
         embedder = build_embedder("mert", settings)
         model = bare_model(model_dir, device, bare_precision)

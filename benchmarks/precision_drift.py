@@ -27,7 +27,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
 
-from embed_throughput import RATE, job_files, rendered_pieces, save_random_mert
+from embed_throughput import job_files, local_mert_settings, rendered_pieces, save_random_mert
 
 from workflow_scripts.embed import embed_batch
 from workflow_scripts.embeddings_table import table_to_embeddings
@@ -81,19 +81,9 @@ def main() -> None:
             save_random_mert(model_dir)
         vectors = {}
         for precision in ["fp32", *arguments.precisions]:
-            settings = {
-                "model_id": "random-MERT-v1-95M-architecture" if arguments.model_dir is None else str(model_dir),
-                "revision": "none",
-                "local_dir": str(model_dir),
-                "cache_dir": None,
-                "device": arguments.device,
-                "precision": precision,
-                "batch_size": arguments.batch_size,
-                "padding": False,
-                "chunk_seconds": 30.0,
-                "trust_remote_code": False,
-                "sample_rate": RATE,
-            }
+            settings = local_mert_settings(
+                model_dir, arguments.model_dir is None, arguments.device, precision, arguments.batch_size
+            )
             files = job_files(arguments.audio, names, scratch / precision)
             embed_batch(files, "mert", settings, scratch / f"cache-{precision}", logger)
             vectors[precision] = stored_vectors([piece.shard for piece in files])
