@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import numpy as np
 import pyarrow as pa
@@ -20,6 +21,16 @@ from workflow_scripts.synth import resolve_soundfont
 
 C_MAJOR = (60, 64, 67)
 RATE = 24000
+PIANO = RenderSettings(
+    sample_rate=RATE,
+    tempo_qpm=120,
+    window_measures=4,
+    hop_measures=4,
+    programs=(0,),
+    velocity=90,
+    transpose=0,
+    gain=0.3,
+)
 
 
 def one_chord_manifest(seconds: float = 2.0, pitches=C_MAJOR) -> pa.Table:
@@ -77,16 +88,7 @@ def test_a_manifest_without_notes_names_the_fix():
 def test_the_render_stage_keeps_the_notes_it_played_transposed(chorale_folder, tmp_path):
     played = {}
     for transpose in (0, 2):
-        settings = RenderSettings(
-            sample_rate=RATE,
-            tempo_qpm=120,
-            window_measures=4,
-            hop_measures=4,
-            programs=(0,),
-            velocity=90,
-            transpose=transpose,
-            gain=0.3,
-        )
+        settings = replace(PIANO, transpose=transpose)
         out = tmp_path / f"up{transpose}"
         piece = {
             "piece_id": "bwv2.6",
@@ -111,16 +113,7 @@ def test_the_render_stage_keeps_the_notes_it_played_transposed(chorale_folder, t
 
 
 def test_the_embed_stage_runs_pianoroll_without_reading_audio(chorale_folder, tmp_path):
-    settings = RenderSettings(
-        sample_rate=RATE,
-        tempo_qpm=120,
-        window_measures=4,
-        hop_measures=4,
-        programs=(0,),
-        velocity=90,
-        transpose=0,
-        gain=0.3,
-    )
+    settings = PIANO
     out = tmp_path / "piano"
     piece = {
         "piece_id": "bwv3.6",

@@ -10,7 +10,15 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from workflow_runner import FOUR_CHORALES, make_project, planned_jobs, planned_outputs, snakemake, write_config
+from workflow_runner import (
+    FOUR_CHORALES,
+    make_project,
+    planned_jobs,
+    planned_outputs,
+    snakemake,
+    snakemake_command,
+    write_config,
+)
 
 from workflow_scripts.io_utils import read_provenance
 
@@ -307,25 +315,10 @@ def make_kill_project(folder: Path) -> Path:
 def test_a_run_killed_while_embedding_resumes_without_recomputing(tmp_path):
     import signal
     import subprocess
-    import sys
     import time
 
-    from workflow_runner import REPO_ROOT
-
     folder = make_kill_project(tmp_path / "killed")
-    command = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--cores",
-        "1",
-        "--snakefile",
-        str(REPO_ROOT / "Snakefile"),
-        "--directory",
-        str(folder),
-        "--configfile",
-        str(folder / "config.yaml"),
-    ]
+    command = snakemake_command(folder, "--cores", "1")
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     embed_log = folder / "results/logs/embed/spectral/piano/batch000.log"
     deadline = time.monotonic() + 600

@@ -56,10 +56,9 @@ def write_config(folder: Path, overrides: dict) -> Path:
     return path
 
 
-def snakemake(
-    folder: Path, *arguments: str, check: bool = True, timeout: int = 900, env: dict | None = None
-) -> subprocess.CompletedProcess:
-    command = [
+def snakemake_command(folder: Path, *arguments: str) -> list[str]:
+    """The command line a user would type for ``folder``: the repository's Snakefile, the folder's config."""
+    return [
         sys.executable,
         "-m",
         "snakemake",
@@ -71,7 +70,14 @@ def snakemake(
         "--configfile",
         str(folder / "config.yaml"),
     ]
-    completed = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def snakemake(
+    folder: Path, *arguments: str, check: bool = True, timeout: int = 900, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    completed = subprocess.run(
+        snakemake_command(folder, *arguments), capture_output=True, text=True, timeout=timeout, env=env
+    )
     if check and completed.returncode != 0:
         raise AssertionError(
             f"snakemake {' '.join(arguments)} failed:\n{completed.stdout[-6000:]}\n{completed.stderr[-6000:]}"
