@@ -2,7 +2,7 @@
 
 Times, in one run and on the same clips:
 
-- stage: ``workflow_scripts.embed.embed_batch``, the function every embed job runs, on a
+- stage: ``workflow_scripts.stages.embed.embed_batch``, the function every embed job runs, on a
   folder of pieces as the render stage writes them (``{piece}.flac`` and
   ``{piece}.snippets.parquet``): cache keys, FLAC decoding in reader threads, cross-piece
   exact-length batches, device normalisation and pooling, shards and cache entries
@@ -46,9 +46,9 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from workflow_scripts.embed import PieceFiles, embed_batch, reader_threads_for
 from workflow_scripts.embedders import build_embedder
-from workflow_scripts.snippet_audio import read_snippet_audio
+from workflow_scripts.plumbing.snippet_audio import read_snippet_audio
+from workflow_scripts.stages.embed import PieceFiles, embed_batch, reader_threads_for
 
 RATE = 24000
 CORPUS_PIECES_AT_SCALE = 10_000

@@ -29,9 +29,9 @@ sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
 
 from embed_throughput import job_files, local_mert_settings, rendered_pieces, save_random_mert
 
-from workflow_scripts.embed import embed_batch
-from workflow_scripts.embeddings_table import table_to_embeddings
-from workflow_scripts.io_utils import read_provenance
+from workflow_scripts.plumbing.embeddings_table import table_to_embeddings
+from workflow_scripts.plumbing.io_utils import read_provenance
+from workflow_scripts.stages.embed import embed_batch
 
 
 def stored_vectors(shards: list[Path]) -> np.ndarray:

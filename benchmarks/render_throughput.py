@@ -29,9 +29,9 @@ import soundfile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from workflow_scripts.corpus import discover_sources  # noqa: E402
-from workflow_scripts.render import RenderSettings, render_batch  # noqa: E402
-from workflow_scripts.synth import resolve_soundfont  # noqa: E402
+from workflow_scripts.music.synth import resolve_soundfont  # noqa: E402
+from workflow_scripts.stages.corpus import discover_sources  # noqa: E402
+from workflow_scripts.stages.render import RenderSettings, render_batch  # noqa: E402
 
 TEMPO = 100.0
 RATE = 24000

@@ -27,8 +27,8 @@ sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
 
 from embed_throughput import job_files, rendered_pieces
 
-from workflow_scripts.embed import embed_batch
 from workflow_scripts.embedders.spectral import SpectralEmbedder
+from workflow_scripts.stages.embed import embed_batch
 
 SETTINGS = {"n_fft": 2048, "hop_length": 480, "n_mels": 64, "fmin": 30.0, "fmax": 8000.0, "sample_rate": 24000}
 

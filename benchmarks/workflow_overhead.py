@@ -128,7 +128,7 @@ def main() -> None:
         scratch = Path(scratch)
         scores = scratch / "scores"
         scores.mkdir()
-        from workflow_scripts.corpus import music21_corpus_folder
+        from workflow_scripts.stages.corpus import music21_corpus_folder
 
         chorale = music21_corpus_folder("bach") / "bwv1.6.mxl"
         for index in range(arguments.synthetic):

@@ -42,10 +42,11 @@ rule classify:
         mem_mb=4000,
         runtime=30,
     params:
+        stage="classify",
         code=code_digest("classify"),
         probe=get_probe_settings,
     script:
-        "../workflow_scripts/edges/classify.py"
+        "../workflow_scripts/run_stage.py"
 
 
 rule summary:
@@ -67,6 +68,7 @@ rule summary:
         mem_mb=500,
         runtime=5,
     params:
+        stage="summary",
         code=code_digest("summary"),
     script:
-        "../workflow_scripts/edges/summary.py"
+        "../workflow_scripts/run_stage.py"

@@ -4,15 +4,15 @@ import re
 import sys
 
 # The Snakefile's own imports; script jobs put the repository on their path in
-# workflow_scripts/edges/.
+# workflow_scripts/run_stage.py.
 sys.path.insert(0, workflow.basedir)
 
 from snakemake.exceptions import WorkflowError
 
-from workflow_scripts.code_graph import module_digest
-from workflow_scripts.corpus import CorpusError, discover_sources
+from workflow_scripts.plumbing.code_graph import module_digest
+from workflow_scripts.stages.corpus import CorpusError, discover_sources
 from workflow_scripts.embedders.registry import needs_gpu, needs_weights
-from workflow_scripts.settings import (
+from workflow_scripts.plumbing.settings import (
     CLOSED_SET_SPLITS as CLOSED_SET_SPLIT_NAMES,
     complete_config,
     configured_transfers,
@@ -21,7 +21,7 @@ from workflow_scripts.settings import (
     render_settings,
     soundfont_setting,
 )
-from workflow_scripts.synth import SynthError, resolve_soundfont
+from workflow_scripts.music.synth import SynthError, resolve_soundfont
 
 try:
     complete_config(config, load_schema())
@@ -54,11 +54,12 @@ except ValueError as error:
 CACHE = config["cache_dir"]
 
 
-def code_digest(script):
-    """Digest of a rule's script and of every workflow module it imports. Each rule lists
-    it among its params: Snakemake only watches the script file itself, so without it an
-    edit to the stage's logic in workflow_scripts/ would leave stale results up to date."""
-    return module_digest(f"workflow_scripts.edges.{script}")
+def code_digest(stage):
+    """Digest of a stage's module and of every workflow module it imports. Each rule lists
+    it among its params beside the stage's name: Snakemake only watches the script file
+    (run_stage.py), so without it an edit to workflow_scripts/stages/<stage>.py or to what
+    it imports would leave stale results up to date."""
+    return module_digest(f"workflow_scripts.stages.{stage}")
 
 
 def soundfont_for(variant):
@@ -121,7 +122,7 @@ def shard_path(embedder, variant, piece):
     return f"results/embeddings/{embedder}/{variant}/{piece}.parquet"
 
 
-# What each batch job wrote (workflow_scripts/batch_index.py): what the steps after a
+# What each batch job wrote (workflow_scripts/plumbing/batch_index.py): what the steps after a
 # batch depend on, instead of every piece's files.
 def render_index_path(variant, batch_index):
     return f"results/audio/{variant}/batches/batch{batch_index:03d}.json"

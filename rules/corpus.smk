@@ -13,10 +13,11 @@ rule corpus_sources:
         mem_mb=500,
         runtime=5,
     params:
+        stage="corpus",
         code=code_digest("corpus"),
         corpus=config["corpus"],
     script:
-        "../workflow_scripts/edges/corpus.py"
+        "../workflow_scripts/run_stage.py"
 
 
 rule audit:
@@ -38,7 +39,8 @@ rule audit:
         mem_mb=1000,
         runtime=10,
     params:
+        stage="audit",
         code=code_digest("audit"),
         settings=config["audit"],
     script:
-        "../workflow_scripts/edges/audit.py"
+        "../workflow_scripts/run_stage.py"

@@ -18,9 +18,10 @@ rule catalog:
         mem_mb=1000,
         runtime=5,
     params:
+        stage="catalog",
         code=code_digest("catalog"),
     script:
-        "../workflow_scripts/edges/catalog.py"
+        "../workflow_scripts/run_stage.py"
 
 
 rule dataset:
@@ -42,9 +43,10 @@ rule dataset:
         mem_mb=4000,
         runtime=10,
     params:
+        stage="dataset",
         code=code_digest("dataset"),
     script:
-        "../workflow_scripts/edges/dataset.py"
+        "../workflow_scripts/run_stage.py"
 
 
 rule split:
@@ -67,9 +69,10 @@ rule split:
         mem_mb=1000,
         runtime=5,
     params:
+        stage="split",
         code=code_digest("split"),
         settings={
             key: config["splits"][key] for key in ("test_fraction", "validation_fraction", "seed", "overlap_guard")
         },
     script:
-        "../workflow_scripts/edges/split.py"
+        "../workflow_scripts/run_stage.py"

@@ -18,11 +18,12 @@ for embedder in [name for name in EMBEDDERS if needs_weights(name)]:
             mem_mb=1000,
             runtime=30,
         params:
+            stage="fetch_model",
             code=code_digest("fetch_model"),
             settings=embedder_settings(config, embedder),
             name=embedder,
         script:
-            "../workflow_scripts/edges/fetch_model.py"
+            "../workflow_scripts/run_stage.py"
 
 
 # One rule per batch of pieces and embedder: one model load per job, per-piece shards.
@@ -59,6 +60,7 @@ for embedder in EMBEDDERS:
                     mem_mb=8000 if needs_gpu(embedder) else 2000,
                     runtime=embed_runtime_minutes(embedder, batch),
                 params:
+                    stage="embed",
                     code=code_digest("embed"),
                     pieces=batch,
                     manifests=[manifest_path(variant, piece) for piece in batch],
@@ -67,4 +69,4 @@ for embedder in EMBEDDERS:
                     settings=embedder_settings(config, embedder),
                     cache=CACHE,
                 script:
-                    "../workflow_scripts/edges/embed.py"
+                    "../workflow_scripts/run_stage.py"

@@ -28,10 +28,11 @@ rule retrieval:
         mem_mb=4000,
         runtime=20,
     params:
+        stage="retrieval",
         code=code_digest("retrieval"),
         settings=config["retrieval"],
     script:
-        "../workflow_scripts/edges/retrieval.py"
+        "../workflow_scripts/run_stage.py"
 
 
 rule geometry:
@@ -75,7 +76,8 @@ rule geometry:
         mem_mb=8000,
         runtime=30,
     params:
+        stage="geometry",
         code=code_digest("geometry"),
         settings=config["geometry"],
     script:
-        "../workflow_scripts/edges/geometry.py"
+        "../workflow_scripts/run_stage.py"

@@ -29,10 +29,11 @@ for variant in VARIANTS:
                 mem_mb=2000,
                 runtime=10 + 2 * len(batch),
             params:
+                stage="render",
                 code=code_digest("render"),
                 pieces=batch,
                 settings=render_settings(config, variant),
                 soundfont=soundfont_for(variant),
                 cache=CACHE,
             script:
-                "../workflow_scripts/edges/render.py"
+                "../workflow_scripts/run_stage.py"

@@ -29,6 +29,7 @@ rule report:
         mem_mb=2000,
         runtime=10,
     params:
+        stage="report",
         code=code_digest("report"),
     script:
-        "../workflow_scripts/edges/report.py"
+        "../workflow_scripts/run_stage.py"

@@ -1,4 +1,4 @@
-# Across rendering variants (workflow_scripts/transfer.py): a transfer's dataset and
+# Across rendering variants (workflow_scripts/stages/transfer_split.py): a transfer's dataset and
 # assignment sit where a variant's would, under the transfer's name, so the classify rule
 # trains and scores it like any variant.
 
@@ -23,11 +23,12 @@ rule transfer_split:
         mem_mb=1000,
         runtime=5,
     params:
+        stage="transfer_split",
         code=code_digest("transfer_split"),
         transfer=get_transfer,
         variants=get_transfer_variants,
     script:
-        "../workflow_scripts/edges/transfer_split.py"
+        "../workflow_scripts/run_stage.py"
 
 
 rule transfer_dataset:
@@ -50,8 +51,9 @@ rule transfer_dataset:
         mem_mb=4000,
         runtime=10,
     params:
+        stage="transfer_dataset",
         code=code_digest("transfer_dataset"),
         transfer=get_transfer,
         variants=get_transfer_variants,
     script:
-        "../workflow_scripts/edges/transfer_dataset.py"
+        "../workflow_scripts/run_stage.py"

@@ -30,8 +30,8 @@ def layer_names(embedder: dict) -> list[str]:
 def layerwise(run: Path, embedder_name: str, setting: str, normalization: str) -> list[tuple[str, float, list[float]]]:
     import pyarrow.parquet as pq
 
-    from workflow_scripts.classify import ProbeSettings, run_probe
-    from workflow_scripts.io_utils import read_provenance
+    from workflow_scripts.plumbing.io_utils import read_provenance
+    from workflow_scripts.stages.classify import ProbeSettings, run_probe
 
     dataset = run / f"results/datasets/{embedder_name}/{setting}/embeddings.parquet"
     assignment = run / f"results/splits/{setting}/by_snippet.parquet"

@@ -39,7 +39,12 @@ def measure_facts(path: Path) -> dict:
 
 
 def corpus_facts(cache: Path) -> dict[str, dict]:
-    from workflow_scripts.corpus import ANALYSIS_FORMATS, assign_piece_ids, list_score_files, music21_corpus_folder
+    from workflow_scripts.stages.corpus import (
+        ANALYSIS_FORMATS,
+        assign_piece_ids,
+        list_score_files,
+        music21_corpus_folder,
+    )
 
     if cache.exists():
         return json.loads(cache.read_text())

@@ -16,7 +16,7 @@ from mert_fixture import build_small_mert, build_small_native, mert_settings, pu
 
 from workflow_scripts.embedders import EmbedderError, build_embedder
 from workflow_scripts.embedders.mert import padding_allowed, resample
-from workflow_scripts.model_store import check_known_files, expected_files, resolve_model_folder
+from workflow_scripts.embedders.weights import check_known_files, expected_files, resolve_model_folder
 
 RATE = 24000
 

@@ -1,4 +1,4 @@
-from workflow_scripts.audit import all_voices_similarity, audit_pieces, contour, group_counts
+from workflow_scripts.stages.audit import all_voices_similarity, audit_pieces, contour, group_counts
 
 TUNE = [67, 69, 71, 72, 74, 72, 71, 69, 67, 67, 69, 71, 69, 67]
 

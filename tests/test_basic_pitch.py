@@ -17,8 +17,8 @@ from workflow_runner import REPO_ROOT
 from workflow_scripts.embedders import EmbedderError, build_embedder
 from workflow_scripts.embedders import basic_pitch as module
 from workflow_scripts.embedders.posteriorgram import KEYS, fold_contour
-from workflow_scripts.segment import NoteEvent
-from workflow_scripts.synth import FluidSynthRenderer, resolve_soundfont
+from workflow_scripts.music.segment import NoteEvent
+from workflow_scripts.music.synth import FluidSynthRenderer, resolve_soundfont
 
 RATE = 24000
 C_MAJOR = (60, 64, 67)

@@ -2,8 +2,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workflow_scripts.classify import ProbeSettings, assemble, fit_normalization, run_probe, select_layer, torch_threads
-from workflow_scripts.embeddings_table import embeddings_to_table
+from workflow_scripts.plumbing.embeddings_table import embeddings_to_table
+from workflow_scripts.stages.classify import (
+    ProbeSettings,
+    assemble,
+    fit_normalization,
+    run_probe,
+    select_layer,
+    torch_threads,
+)
 
 
 def clustered_dataset(classes=6, per_class=10, dim=16, layers=2, seed=0):
@@ -142,7 +149,7 @@ def test_the_fixed_recipe_trains_on_train_and_validation():
 def test_learned_layer_weights_favour_the_informative_layer():
     rng = np.random.default_rng(5)
     table, embedder, assignment = clustered_dataset(layers=2, seed=5)
-    from workflow_scripts.embeddings_table import embeddings_to_table, table_to_embeddings
+    from workflow_scripts.plumbing.embeddings_table import embeddings_to_table, table_to_embeddings
 
     vectors = table_to_embeddings(table, 2, 16).copy()
     vectors[:, 0, :] = rng.normal(size=vectors[:, 0, :].shape)  # layer 0 carries no information
@@ -159,7 +166,7 @@ def test_learned_layer_weights_favour_the_informative_layer():
 
 
 def test_group_level_accuracy_counts_confusions_inside_a_group():
-    from workflow_scripts.metrics import group_accuracy
+    from workflow_scripts.probes.metrics import group_accuracy
 
     groups = {"a": "g1", "b": "g1", "c": ""}
     assert group_accuracy(np.array(["a", "a", "c"]), np.array(["b", "a", "a"]), groups) == pytest.approx(2 / 3)

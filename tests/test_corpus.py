@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from workflow_scripts.corpus import (
+from workflow_scripts.stages.corpus import (
     CorpusError,
     assign_piece_ids,
     discover_sources,
@@ -37,7 +37,7 @@ def test_listing_the_corpus_does_not_import_music21(tmp_path):
     import sys
 
     code = (
-        "import sys; from workflow_scripts.corpus import discover_sources;"
+        "import sys; from workflow_scripts.stages.corpus import discover_sources;"
         "discover_sources({'source': 'music21', 'composer': 'bach', 'pieces': [], 'max_pieces': None});"
         "assert 'music21' not in sys.modules"
     )
@@ -87,8 +87,8 @@ def test_analyses_as_pieces_adds_the_twenty_riemenschneider_analyses():
 
 
 def test_an_analysis_is_rendered_as_the_chords_it_spells():
-    from workflow_scripts.corpus import music21_corpus_folder
-    from workflow_scripts.segment import parse_score, snippet_windows
+    from workflow_scripts.music.segment import parse_score, snippet_windows
+    from workflow_scripts.stages.corpus import music21_corpus_folder
 
     # riemenschneider001 analyses BWV 269 (3/4, a one-beat pickup, 22 measures m0-m21): "m0 b3 G: I".
     score = parse_score(music21_corpus_folder("bach") / "choraleAnalyses" / "riemenschneider001.rntxt", 60.0)

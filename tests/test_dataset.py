@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from workflow_scripts.dataset import DatasetError, gather_shards
-from workflow_scripts.embeddings_table import embeddings_to_table, table_to_embeddings
-from workflow_scripts.io_utils import write_parquet_atomic
+from workflow_scripts.plumbing.embeddings_table import embeddings_to_table, table_to_embeddings
+from workflow_scripts.plumbing.io_utils import write_parquet_atomic
+from workflow_scripts.stages.dataset import DatasetError, gather_shards
 
 EMBEDDER = {
     "name": "spectral",

@@ -16,11 +16,11 @@ import pytest
 import torch
 from mert_fixture import build_small_mert, mert_settings
 
-from workflow_scripts.embed import ClipBatcher, JobStats, PieceFiles, SplittingRunner, embed_batch, prefetched
 from workflow_scripts.embedders import build_embedder
-from workflow_scripts.embeddings_table import table_to_embeddings
-from workflow_scripts.render import RenderSettings, render_batch
-from workflow_scripts.synth import resolve_soundfont
+from workflow_scripts.music.synth import resolve_soundfont
+from workflow_scripts.plumbing.embeddings_table import table_to_embeddings
+from workflow_scripts.stages.embed import ClipBatcher, JobStats, PieceFiles, SplittingRunner, embed_batch, prefetched
+from workflow_scripts.stages.render import RenderSettings, render_batch
 
 PIECES = ("bwv2.6", "bwv3.6", "bwv4.8")
 RENDER = RenderSettings(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import functools
 import re
 import subprocess
@@ -15,14 +14,14 @@ import pytest
 import yaml
 from workflow_runner import REPO_ROOT
 
-from workflow_scripts.code_graph import (
+from workflow_scripts.plumbing.code_graph import (
     imported_names,
     module_digest,
     module_path,
     third_party_imports,
     workflow_closure,
 )
-from workflow_scripts.provenance import ENVIRONMENT_LOCK, TORCH_PIN, normalized_name, pinned_versions
+from workflow_scripts.plumbing.provenance import ENVIRONMENT_LOCK, TORCH_PIN, normalized_name, pinned_versions
 
 # conda-forge names that differ from the PyPI distribution's (as in scripts/pin_conda_envs.py).
 CONDA_NAME = {"torch": "pytorch", "soundfile": "pysoundfile"}
@@ -82,22 +81,35 @@ def rule_blocks() -> list[tuple[str, str]]:
     return blocks
 
 
-def test_every_rule_with_code_has_a_conda_env_that_declares_its_imports():
-    checked = 0
+STAGE_PARAM = re.compile(r'stage="(\w+)"')
+RUN_STAGE = "workflow_scripts/run_stage.py"
+
+
+def stage_rules() -> list[tuple[str, str, str]]:
+    """(file, rule text, stage) for every rule that runs a stage through run_stage.py."""
+    found = []
     for smk, block in rule_blocks():
-        script = re.search(r'script:\s*"\.\./(workflow_scripts/edges/\w+\.py)"', block)
-        if script is None:
+        if "script:" not in block:
             continue
+        assert f'"../{RUN_STAGE}"' in block, f"a rule in rules/{smk} runs another script than {RUN_STAGE}"
+        stage = STAGE_PARAM.search(block)
+        assert stage, f"a rule in rules/{smk} runs {RUN_STAGE} without naming its stage in params"
+        found.append((smk, block, stage.group(1)))
+    assert len(found) == sum(path.read_text().count("script:") for path in (REPO_ROOT / "rules").glob("*.smk"))
+    return found
+
+
+def test_every_rule_with_code_has_a_conda_env_that_declares_its_imports():
+    for smk, block, stage in stage_rules():
         conda = re.search(r'conda:\s*"\.\./(envs/[\w-]+\.yaml)"', block)
-        assert conda, f"a rule in rules/{smk} runs {script.group(1)} but declares no conda env"
+        assert conda, f"the {stage} rule in rules/{smk} declares no conda env"
         declared = conda_dependencies(REPO_ROOT / conda.group(1))
-        needed = third_party_of_text((REPO_ROOT / script.group(1)).read_text())
+        needed = third_party_of_text((REPO_ROOT / RUN_STAGE).read_text())
+        needed |= third_party_imports(f"workflow_scripts.stages.{stage}")
         missing = {
             name for name in needed if CONDA_NAME.get(distribution_of(name), distribution_of(name)) not in declared
         }
-        assert not missing, f"{conda.group(1)} lacks {sorted(missing)}, imported by {script.group(1)} (rules/{smk})"
-        checked += 1
-    assert checked == sum(path.read_text().count("script:") for path in (REPO_ROOT / "rules").glob("*.smk"))
+        assert not missing, f"{conda.group(1)} lacks {sorted(missing)}, imported by stage {stage} (rules/{smk})"
 
 
 def test_the_workflow_env_declares_what_the_snakefile_imports():
@@ -149,7 +161,7 @@ def test_pyproject_declares_every_third_party_import():
     modules = {
         f"workflow_scripts.{path.relative_to(REPO_ROOT / 'workflow_scripts').with_suffix('').as_posix().replace('/', '.')}"
         for path in (REPO_ROOT / "workflow_scripts").rglob("*.py")
-        if path.parent.name != "edges" and path.name != "__init__.py"
+        if path.name not in ("__init__.py", "run_stage.py")
     }
     needed = set().union(*(third_party_imports(module) for module in modules))
     missing = {name for name in needed if distribution_of(name) not in declared}
@@ -158,38 +170,20 @@ def test_pyproject_declares_every_third_party_import():
 
 def test_the_import_walk_follows_lazy_imports_inside_functions():
     # The MERT embedder is imported inside a function of the registry; the walk must see it.
-    assert "workflow_scripts.embedders.mert" in workflow_closure("workflow_scripts.embed")
-    assert {"torch", "transformers"} <= third_party_imports("workflow_scripts.embed")
-    assert "music21" not in third_party_imports("workflow_scripts.embed")
+    assert "workflow_scripts.embedders.mert" in workflow_closure("workflow_scripts.stages.embed")
+    assert {"torch", "transformers"} <= third_party_imports("workflow_scripts.stages.embed")
+    assert "music21" not in third_party_imports("workflow_scripts.stages.embed")
 
 
 def test_a_stage_cache_key_covers_its_own_code_only():
     # Editing the report or a probe must not re-render or re-embed every piece.
-    for stage in ("workflow_scripts.render", "workflow_scripts.embed"):
-        assert not {"workflow_scripts.report", "workflow_scripts.classify"} & workflow_closure(stage)
-    assert "workflow_scripts.segment" in workflow_closure("workflow_scripts.render")
-    assert module_digest("workflow_scripts.render") != module_digest("workflow_scripts.embed")
+    for stage in ("workflow_scripts.stages.render", "workflow_scripts.stages.embed"):
+        assert not {"workflow_scripts.stages.report", "workflow_scripts.stages.classify"} & workflow_closure(stage)
+    assert "workflow_scripts.music.segment" in workflow_closure("workflow_scripts.stages.render")
+    assert module_digest("workflow_scripts.stages.render") != module_digest("workflow_scripts.stages.embed")
 
 
-def ast_imported_names(path: Path) -> set[str]:
-    """The reference for code_graph's text scan: what Python's own parser calls imports."""
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
-            names.update(f"{node.module}.{alias.name}" for alias in node.names)
-    return names
-
-
-def test_the_import_scan_finds_what_the_parser_finds_in_every_module():
-    paths = sorted((REPO_ROOT / "workflow_scripts").rglob("*.py")) + sorted((REPO_ROOT / "tests").glob("*.py"))
-    for path in paths:
-        assert imported_names(path) == ast_imported_names(path), path
-
-
-def test_the_import_scan_reads_every_import_form(tmp_path):
+def test_the_import_walk_reads_every_import_form(tmp_path):
     module = tmp_path / "forms.py"
     module.write_text(
         "import os, json as j\n"
@@ -198,24 +192,22 @@ def test_the_import_scan_reads_every_import_form(tmp_path):
         "from . import relative\n"
         '"""import is a word in prose, too"""\n'
     )
-    assert (
-        imported_names(module) == ast_imported_names(module) == {"os", "json", "a.b", "a.b.c", "a.b.d", "f", "f.g", "h"}
-    )
+    assert imported_names(module) == {"os", "json", "a.b", "a.b.c", "a.b.d", "f", "f.g", "h"}
 
 
-def test_every_script_rule_reruns_when_the_code_behind_it_changes():
-    # Snakemake watches a rule's script file only; the digest of the stage's modules in
-    # params makes an edit to workflow_scripts/<stage>.py rerun the stage.
-    checked = 0
-    for smk, block in rule_blocks():
-        script = re.search(r"edges/(\w+)\.py", block)
-        if script:
-            assert f'code=code_digest("{script.group(1)}")' in block, (
-                f"a rule in rules/{smk} running {script.group(1)}.py lacks its code digest in params"
-            )
-            checked += 1
-    assert checked == len(list((REPO_ROOT / "workflow_scripts/edges").glob("[!_]*.py")))
-    assert "workflow_scripts.summary" in workflow_closure("workflow_scripts.edges.summary")
+def test_every_stage_rule_reruns_when_the_code_behind_it_changes():
+    # Snakemake watches a rule's script file (run_stage.py) only; the digest of the stage's
+    # modules in params makes an edit to workflow_scripts/stages/<stage>.py rerun the stage.
+    stages = set()
+    for smk, block, stage in stage_rules():
+        assert f'code=code_digest("{stage}")' in block, f"the {stage} rule in rules/{smk} lacks its code digest"
+        module = module_path(f"workflow_scripts.stages.{stage}")
+        assert module is not None, f"rules/{smk} names stage {stage}, but there is no stages/{stage}.py"
+        assert "\ndef main(snakemake)" in module.read_text(), f"stages/{stage}.py has no main(snakemake)"
+        stages.add(stage)
+    modules = {path.stem for path in (REPO_ROOT / "workflow_scripts/stages").glob("[!_]*.py")}
+    assert stages == modules, f"stage modules no rule runs: {sorted(modules - stages)}"
+    assert "workflow_scripts.stages.split" in workflow_closure("workflow_scripts.stages.transfer_split")
 
 
 @pytest.mark.workflow

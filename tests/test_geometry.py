@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from workflow_scripts.geometry import geometry_table, layer_geometry, pairwise_distances, sample_rows, tsne_map
+from workflow_scripts.stages.geometry import geometry_table, layer_geometry, pairwise_distances, sample_rows, tsne_map
 
 
 def test_pairwise_distances_worked_example():

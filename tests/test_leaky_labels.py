@@ -3,9 +3,9 @@ metrics.json, summary.tsv and every table of the report."""
 
 import pandas as pd
 
-from workflow_scripts.classify import leak_labels
-from workflow_scripts.report import LEAKY_MARK, leaky_warning, marked_probe_names, published_section
-from workflow_scripts.summary import summarise
+from workflow_scripts.stages.classify import leak_labels
+from workflow_scripts.stages.report import LEAKY_MARK, leaky_warning, marked_probe_names, published_section
+from workflow_scripts.stages.summary import summarise
 
 
 def probe_metrics(probe: str, split_settings: dict) -> dict:

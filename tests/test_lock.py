@@ -18,7 +18,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from workflow_runner import REPO_ROOT
 
-from workflow_scripts.provenance import pinned_versions
+from workflow_scripts.plumbing.provenance import pinned_versions
 
 LOCK = REPO_ROOT / "requirements/lock.txt"
 TORCH_PIN = REPO_ROOT / "requirements/torch.txt"

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from workflow_scripts.metric_learning import (
+from workflow_scripts.probes.metric_learning import (
     HeadSettings,
     balanced_batches,
     mean_average_precision,
     supervised_contrastive_loss,
 )
-from workflow_scripts.retrieval import cosine_similarities, evaluate_retrieval, per_query_metrics
+from workflow_scripts.stages.retrieval import cosine_similarities, evaluate_retrieval, per_query_metrics
 
 
 def test_supervised_contrastive_loss_worked_example():

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from workflow_scripts.metrics import (
+from workflow_scripts.probes.metrics import (
     attractors,
     bootstrap_ci,
     inverse_frequency_weights,
@@ -73,7 +73,7 @@ def test_cluster_bootstrap_of_equal_clusters_is_the_bootstrap_of_their_means():
 
 
 def test_cluster_bootstrap_worked_example_with_unequal_clusters():
-    from workflow_scripts.metrics import _cluster_resample_means
+    from workflow_scripts.probes.metrics import _cluster_resample_means
 
     # Piece a: three snippets, all right; piece b: one snippet, wrong. A resample draws two
     # pieces: {a, a} -> 6/6 = 1 (p 1/4), {a, b} -> 3/4 (p 1/2), {b, b} -> 0 (p 1/4).

@@ -10,14 +10,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from workflow_scripts.embed import PieceFiles, embed_batch
 from workflow_scripts.embedders import EmbedderError, build_embedder
 from workflow_scripts.embedders.pianoroll import snippet_notes, snippet_rolls
 from workflow_scripts.embedders.posteriorgram import FRAME_SECONDS, KEYS, frame_count
-from workflow_scripts.embeddings_table import table_to_embeddings
-from workflow_scripts.render import RenderSettings, render_batch
-from workflow_scripts.snippet_audio import MANIFEST_SCHEMA, SNIPPET_SCHEMA
-from workflow_scripts.synth import resolve_soundfont
+from workflow_scripts.music.synth import resolve_soundfont
+from workflow_scripts.plumbing.embeddings_table import table_to_embeddings
+from workflow_scripts.plumbing.snippet_audio import MANIFEST_SCHEMA, SNIPPET_SCHEMA
+from workflow_scripts.stages.embed import PieceFiles, embed_batch
+from workflow_scripts.stages.render import RenderSettings, render_batch
 
 C_MAJOR = (60, 64, 67)
 RATE = 24000

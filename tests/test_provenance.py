@@ -7,8 +7,8 @@ from importlib import metadata
 
 import pytest
 
-from workflow_scripts import provenance
-from workflow_scripts.provenance import (
+from workflow_scripts.plumbing import provenance
+from workflow_scripts.plumbing.provenance import (
     ENVIRONMENT_LOCK,
     environment_lock,
     installed_versions,

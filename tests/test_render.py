@@ -4,10 +4,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import soundfile
 
-from workflow_scripts.io_utils import read_provenance
-from workflow_scripts.render import RenderSettings, render_batch
-from workflow_scripts.snippet_audio import MANIFEST_SCHEMA, read_snippet_audio
-from workflow_scripts.synth import resolve_soundfont
+from workflow_scripts.music.synth import resolve_soundfont
+from workflow_scripts.plumbing.io_utils import read_provenance
+from workflow_scripts.plumbing.snippet_audio import MANIFEST_SCHEMA, read_snippet_audio
+from workflow_scripts.stages.render import RenderSettings, render_batch
 
 SETTINGS = RenderSettings(
     sample_rate=24000,

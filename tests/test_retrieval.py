@@ -2,7 +2,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workflow_scripts.retrieval import cosine_similarities, evaluate_retrieval, per_query_metrics, summarise_queries
+from workflow_scripts.stages.retrieval import (
+    cosine_similarities,
+    evaluate_retrieval,
+    per_query_metrics,
+    summarise_queries,
+)
 
 
 def test_per_query_metrics_worked_example():
@@ -47,7 +52,7 @@ def test_a_split_without_held_out_pieces_is_refused():
 def test_tied_scores_share_their_block_last_rank_for_ap_and_first_rank_alike():
     from sklearn.metrics import average_precision_score
 
-    from workflow_scripts.retrieval import average_precision, tie_block_ranks
+    from workflow_scripts.stages.retrieval import average_precision, tie_block_ranks
 
     scores = np.array([0.9, 0.9, 0.5, 0.5, 0.5, 0.1])
     assert tie_block_ranks(scores).tolist() == [2, 2, 5, 5, 5, 6]
@@ -88,7 +93,7 @@ def test_same_music_relevance_counts_the_other_file_of_a_chorale():
 
 
 def test_retrieval_intervals_resample_held_out_pieces():
-    from workflow_scripts.metrics import bootstrap_ci
+    from workflow_scripts.probes.metrics import bootstrap_ci
 
     rng = np.random.default_rng(0)
     table = pd.DataFrame(

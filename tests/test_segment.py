@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from conftest import music21_chorale
 
-from workflow_scripts.segment import (
+from workflow_scripts.music.segment import (
     NoteEvent,
     ScoreError,
     events_in_window,

@@ -4,8 +4,8 @@ from dataclasses import fields
 import pytest
 import yaml
 
-from workflow_scripts.classify import ProbeSettings
-from workflow_scripts.settings import SCHEMA_PATH, complete_config, load_schema, sweep_probes
+from workflow_scripts.plumbing.settings import SCHEMA_PATH, complete_config, load_schema, sweep_probes
+from workflow_scripts.stages.classify import ProbeSettings
 
 REPO = SCHEMA_PATH.parent
 
@@ -26,7 +26,7 @@ def test_probe_defaults_agree_between_schema_and_code():
 
 
 def test_metric_head_defaults_agree_between_schema_and_code():
-    from workflow_scripts.metric_learning import HeadSettings
+    from workflow_scripts.probes.metric_learning import HeadSettings
 
     schema_head = load_schema()["properties"]["retrieval"]["properties"]["metric_head"]["properties"]
     assert set(schema_head) == {field.name for field in fields(HeadSettings)}

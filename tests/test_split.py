@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workflow_scripts.split import (
+from workflow_scripts.stages.split import (
     assign_piece_by_snippet,
     by_piece,
     by_snippet,

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from workflow_scripts.segment import NoteEvent
-from workflow_scripts.synth import FluidSynthRenderer, SynthError, channel_for_voice, resolve_soundfont
+from workflow_scripts.music.segment import NoteEvent
+from workflow_scripts.music.synth import FluidSynthRenderer, SynthError, channel_for_voice, resolve_soundfont
 
 CHORD = [NoteEvent(0.0, 0.5, 60, 0), NoteEvent(0.0, 0.5, 64, 1), NoteEvent(0.5, 1.0, 67, 2)]
 
@@ -42,7 +42,7 @@ def test_missing_soundfont_says_how_to_fix(tmp_path):
 
 
 def test_no_soundfont_installed_names_the_package(monkeypatch):
-    monkeypatch.setattr("workflow_scripts.synth.STANDARD_SOUNDFONTS", ("/nonexistent/a.sf2",))
+    monkeypatch.setattr("workflow_scripts.music.synth.STANDARD_SOUNDFONTS", ("/nonexistent/a.sf2",))
     with pytest.raises(SynthError, match="fluid-soundfont-gm"):
         resolve_soundfont(None)
 

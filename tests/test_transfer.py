@@ -7,8 +7,9 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from workflow_scripts.settings import configured_transfers
-from workflow_scripts.transfer import TransferError, transfer_assignment, transfer_dataset
+from workflow_scripts.plumbing.settings import configured_transfers
+from workflow_scripts.stages.transfer_dataset import transfer_dataset
+from workflow_scripts.stages.transfer_split import TransferError, transfer_assignment
 
 
 def config(transfers, variants=("piano", "organ", "strings"), splits=("by_snippet", "by_piece")):

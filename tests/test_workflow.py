@@ -20,7 +20,7 @@ from workflow_runner import (
     write_config,
 )
 
-from workflow_scripts.io_utils import read_provenance
+from workflow_scripts.plumbing.io_utils import read_provenance
 
 PIECES = FOUR_CHORALES
 pytestmark = pytest.mark.workflow

@@ -15,7 +15,7 @@ FOUR_CHORALES = ("bwv2.6", "bwv3.6", "bwv4.8", "bwv6.6")
 
 
 def music21_chorale(name: str) -> Path:
-    from workflow_scripts.corpus import music21_corpus_folder
+    from workflow_scripts.stages.corpus import music21_corpus_folder
 
     return music21_corpus_folder("bach") / f"{name}.mxl"
 

@@ -1,6 +1,6 @@
 """The contract every embedder keeps, and what the embed stage may ask of it.
 
-The embed stage (workflow_scripts/embed.py) gathers the snippets of every piece of a job
+The embed stage (workflow_scripts/stages/embed.py) gathers the snippets of every piece of a job
 and hands an embedder batches of at most ``batch_size`` clips that share one
 ``batch_key``; the embedder returns one float32 vector per layer for each clip.
 """
@@ -38,7 +38,7 @@ class Embedder(ABC):
         """What ``embed`` takes for each snippet of a rendered piece, in manifest order: its
         audio (float32 mono at the render rate). An embedder of the score rather than the
         sound (pianoroll) reads the notes in the manifest instead and never decodes audio."""
-        from workflow_scripts.snippet_audio import read_snippet_audio
+        from workflow_scripts.plumbing.snippet_audio import read_snippet_audio
 
         return read_snippet_audio(audio_path, manifest)
 

@@ -46,7 +46,7 @@ from workflow_scripts.embedders.posteriorgram import (
     fold_contour,
     pool_rolls,
 )
-from workflow_scripts.io_utils import sha256_file
+from workflow_scripts.plumbing.io_utils import sha256_file
 
 DISTRIBUTION = "basic-pitch"
 MODEL_FILE_IN_PACKAGE = "basic_pitch/saved_models/icassp_2022/nmp.onnx"

@@ -54,7 +54,12 @@ from typing import Any
 import numpy as np
 
 from workflow_scripts.embedders.base import Embedder, EmbedderError
-from workflow_scripts.model_store import check_known_files, describe_model_folder, expected_files, resolve_model_folder
+from workflow_scripts.embedders.weights import (
+    check_known_files,
+    describe_model_folder,
+    expected_files,
+    resolve_model_folder,
+)
 
 # MERTConfig options that change the computation away from HubertModel's. (attention_relax is
 # read only inside the DeepNorm branch, so it is no such option on its own.)

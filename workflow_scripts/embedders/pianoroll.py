@@ -2,7 +2,7 @@
 
 No audio, no weights, no GPU: the render stage keeps, per snippet, the notes the
 synthesiser played (MIDI key after transposition, onset and offset in seconds; see
-``workflow_scripts.snippet_audio.NOTE_FIELDS``), and this embedder draws them on Basic
+``workflow_scripts.plumbing.snippet_audio.NOTE_FIELDS``), and this embedder draws them on Basic
 Pitch's frame grid (``posteriorgram``) as the three rolls Basic Pitch estimates:
 
 - ``note``: 1 where a key sounds (onset <= frame time < offset);

@@ -1,0 +1,122 @@
+"""Embedding geometry: are snippets of one piece closer to each other than to other pieces?
+
+For every layer: cosine and Euclidean distances between all pairs of snippets (or a
+seeded sample of ``max_snippets``), split into same-piece and different-piece pairs; the
+ROC AUC of predicting "same piece" from the distance (scikit-learn; 0.5 is chance, 1.0
+means every same-piece pair is closer than every different-piece pair); and leave-one-out
+1-nearest-neighbour piece accuracy. If the AUC is high while a probe fails, the ceiling
+is the classifier; if it is near 0.5, it is the embedding.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+METRICS = ("cosine", "euclidean")
+
+
+def pairwise_distances(vectors: np.ndarray, metric: str) -> np.ndarray:
+    if metric == "cosine":
+        unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        return np.clip(1.0 - unit @ unit.T, 0.0, 2.0)
+    squared = (vectors**2).sum(axis=1)
+    return np.sqrt(np.maximum(squared[:, None] + squared[None, :] - 2.0 * vectors @ vectors.T, 0.0))
+
+
+def layer_geometry(
+    vectors: np.ndarray, pieces: np.ndarray
+) -> tuple[dict[str, float], dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """Figures for one layer, and the same/different distance samples for plotting."""
+    upper = np.triu_indices(len(pieces), k=1)
+    same = (pieces[:, None] == pieces[None, :])[upper]
+    figures: dict[str, float] = {"same_pairs": int(same.sum()), "different_pairs": int((~same).sum())}
+    samples = {}
+    for metric in METRICS:
+        distances = pairwise_distances(vectors.astype(np.float64), metric)
+        pair_distances = distances[upper]
+        figures[f"auc_{metric}"] = (
+            float(roc_auc_score(same, -pair_distances)) if same.any() and (~same).any() else float("nan")
+        )
+        figures[f"mean_same_{metric}"] = float(pair_distances[same].mean()) if same.any() else float("nan")
+        figures[f"mean_different_{metric}"] = float(pair_distances[~same].mean())
+        np.fill_diagonal(distances, np.inf)
+        nearest = distances.argmin(axis=1)
+        has_partner = (pieces[:, None] == pieces[None, :]).sum(axis=1) > 1
+        figures[f"nn_accuracy_{metric}"] = float((pieces[nearest] == pieces)[has_partner].mean())
+        samples[metric] = (pair_distances[same], pair_distances[~same])
+    return figures, samples
+
+
+def sample_rows(count: int, maximum: int, seed: int) -> np.ndarray:
+    if count <= maximum:
+        return np.arange(count)
+    return np.sort(np.random.default_rng(seed).choice(count, size=maximum, replace=False))
+
+
+def geometry_table(vectors: np.ndarray, pieces: np.ndarray) -> tuple[pd.DataFrame, dict[int, dict]]:
+    """Per-layer figures for (n, layers, dim) vectors, plus the layer-mean, and distance samples."""
+    rows, samples = [], {}
+    layers = vectors.shape[1]
+    candidates = [("mean", vectors.mean(axis=1))] if layers > 1 else []
+    candidates += [(str(layer), vectors[:, layer, :]) for layer in range(layers)]
+    for name, layer_vectors in candidates:
+        figures, layer_samples = layer_geometry(layer_vectors, pieces)
+        rows.append({"layer": name, **figures})
+        samples[name] = layer_samples
+    return pd.DataFrame(rows), samples
+
+
+def tsne_map(vectors: np.ndarray, pieces: np.ndarray, piece_count: int, seed: int) -> pd.DataFrame:
+    """2-D t-SNE of every snippet of the ``piece_count`` pieces with the most snippets."""
+    from sklearn.manifold import TSNE
+
+    counts = pd.Series(pieces).value_counts(sort=False)
+    chosen = sorted(counts.sort_values(ascending=False, kind="stable").index[:piece_count])
+    mask = np.isin(pieces, chosen)
+    points = vectors[mask]
+    standardized = (points - points.mean(axis=0)) / np.maximum(points.std(axis=0), 1e-12)
+    perplexity = float(max(2, min(30, (len(points) - 1) // 3)))
+    coordinates = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(standardized)
+    return pd.DataFrame({"piece_id": pieces[mask], "x": coordinates[:, 0], "y": coordinates[:, 1]})
+
+
+def main(snakemake) -> None:  # pragma: no cover - the Snakemake edge
+    import pyarrow.parquet as pq
+
+    from workflow_scripts.plumbing.embeddings_table import table_to_embeddings
+    from workflow_scripts.plumbing.io_utils import read_provenance, write_json_atomic, write_tsv_atomic
+    from workflow_scripts.plumbing.provenance import provenance_record
+    from workflow_scripts.probes.plots import plot_distance_histograms, plot_layer_curve, plot_tsne
+
+    settings = snakemake.params.settings
+    embedder = read_provenance(snakemake.input.dataset)["embedder"]
+    table = pq.read_table(snakemake.input.dataset)
+    rows = sample_rows(table.num_rows, settings["max_snippets"], settings["seed"])
+    vectors = table_to_embeddings(table, embedder["layers"], embedder["dim"])[rows]
+    pieces = np.array(table.column("piece_id").to_pylist())[rows]
+    per_layer, samples = geometry_table(vectors, pieces)
+    headline_layer = "mean" if "mean" in samples else "0"
+    title = f"{snakemake.wildcards.embedder} / {snakemake.wildcards.variant}"
+    plot_distance_histograms(
+        samples[headline_layer], snakemake.output.distances_png, f"{title}, layer {headline_layer}"
+    )
+    plot_layer_curve(per_layer, snakemake.output.layers_png, title)
+    mean_vectors = vectors.mean(axis=1)
+    plot_tsne(
+        tsne_map(mean_vectors, pieces, settings["tsne_pieces"], settings["seed"]), snakemake.output.tsne_png, title
+    )
+    write_tsv_atomic(per_layer, snakemake.output.per_layer)
+    headline = per_layer.set_index("layer").loc[headline_layer].to_dict()
+    write_json_atomic(
+        snakemake.output.summary,
+        {
+            "layer": headline_layer,
+            **headline,
+            "snippets": int(len(rows)),
+            "provenance": provenance_record(
+                "geometry", settings, embedder=embedder, wildcards=dict(snakemake.wildcards)
+            ),
+        },
+    )
