@@ -39,8 +39,7 @@ rule classify:
         "../envs/classify.yaml"
     threads: 2
     resources:
-        mem_mb=4000,
-        runtime=30,
+        **job_resources("classify", mem_mb=4000, runtime=30),
     params:
         stage="classify",
         code=code_digest("classify"),

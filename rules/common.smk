@@ -11,7 +11,7 @@ from snakemake.exceptions import WorkflowError
 
 from workflow_scripts.plumbing.code_graph import module_digest
 from workflow_scripts.stages.corpus import CorpusError, discover_sources
-from workflow_scripts.embedders.registry import needs_gpu, needs_weights
+from workflow_scripts.embedders.registry import embed_code_digest, needs_gpu, needs_weights
 from workflow_scripts.plumbing.settings import (
     CLOSED_SET_SPLITS as CLOSED_SET_SPLIT_NAMES,
     complete_config,
@@ -54,11 +54,14 @@ except ValueError as error:
 CACHE = config["cache_dir"]
 
 
-def code_digest(stage):
+def code_digest(stage, embedder=None):
     """Digest of a stage's module and of every workflow module it imports. Each rule lists
     it among its params beside the stage's name: Snakemake only watches the script file
     (run_stage.py), so without it an edit to workflow_scripts/stages/<stage>.py or to what
-    it imports would leave stale results up to date."""
+    it imports would leave stale results up to date. An embed job's digest covers its own
+    embedder's implementation only."""
+    if embedder is not None:
+        return embed_code_digest(embedder)
     return module_digest(f"workflow_scripts.stages.{stage}")
 
 
@@ -73,11 +76,15 @@ def batched(items, size):
     return [items[start : start + size] for start in range(0, len(items), size)]
 
 
-def gpu_model_resource(embedder):
-    """The cluster's GPU model for a GPU embedder's jobs, when the config names one."""
-    if needs_gpu(embedder) and config["embed"]["gpu_model"]:
-        return {"gpu_model": config["embed"]["gpu_model"]}
-    return {}
+def job_resources(stage, **declared):
+    """A rule's resources: its own, then the config's stage_resources for its stage, then
+    those for GPU jobs when it asks for one. Render and embed rules are generated per batch,
+    so this is how a user sets a partition or GPU model for "the embed jobs" (docs/cluster.md)."""
+    chosen = config["stage_resources"]
+    resources = {**declared, **chosen.get(stage, {})}
+    if declared.get("gpu"):
+        resources.update(chosen.get("gpu_jobs", {}))
+    return resources
 
 
 def pieces_per_embed_job(embedder):

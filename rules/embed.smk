@@ -55,13 +55,15 @@ for embedder in EMBEDDERS:
                 # embedder with its own thread setting (basic_pitch's onnxruntime) declares that many.
                 threads: 8 if needs_gpu(embedder) else embedder_settings(config, embedder).get("threads", 1)
                 resources:
-                    **gpu_model_resource(embedder),
-                    gpu=1 if needs_gpu(embedder) else 0,
-                    mem_mb=8000 if needs_gpu(embedder) else 2000,
-                    runtime=embed_runtime_minutes(embedder, batch),
+                    **job_resources(
+                        "embed",
+                        gpu=1 if needs_gpu(embedder) else 0,
+                        mem_mb=8000 if needs_gpu(embedder) else 2000,
+                        runtime=embed_runtime_minutes(embedder, batch),
+                    ),
                 params:
                     stage="embed",
-                    code=code_digest("embed"),
+                    code=code_digest("embed", embedder),
                     pieces=batch,
                     manifests=[manifest_path(variant, piece) for piece in batch],
                     audio=[audio_path(variant, piece) for piece in batch],

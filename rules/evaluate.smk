@@ -25,8 +25,7 @@ rule retrieval:
         "../envs/classify.yaml"
     threads: 2
     resources:
-        mem_mb=4000,
-        runtime=20,
+        **job_resources("retrieval", mem_mb=4000, runtime=20),
     params:
         stage="retrieval",
         code=code_digest("retrieval"),
@@ -73,8 +72,7 @@ rule geometry:
         "../envs/classify.yaml"
     threads: 2
     resources:
-        mem_mb=8000,
-        runtime=30,
+        **job_resources("geometry", mem_mb=8000, runtime=30),
     params:
         stage="geometry",
         code=code_digest("geometry"),

@@ -26,8 +26,7 @@ for variant in VARIANTS:
                 "../envs/render.yaml"
             threads: 1
             resources:
-                mem_mb=2000,
-                runtime=10 + 2 * len(batch),
+                **job_resources("render", mem_mb=2000, runtime=10 + 2 * len(batch)),
             params:
                 stage="render",
                 code=code_digest("render"),

@@ -2,7 +2,8 @@
 
 slurmctld and slurmd run on localhost from a configuration written into a temporary
 folder: one node with this machine's CPUs and memory and one count-only ``gpu`` GRES (so
-GPU requests are schedulable without a GPU), no accounting database, and ``MinJobAge``
+GPU requests are schedulable without a GPU), in two partitions, ``cpu`` (the default) and
+``gpu``, as a cluster with GPU nodes apart would have them; no accounting database, and ``MinJobAge``
 high enough for Snakemake to read finished jobs' states with ``squeue``. Must run as root
 (the daemons' user).
 
@@ -47,9 +48,12 @@ MinJobAge=3600
 ReturnToService=2
 SchedulerType=sched/backfill
 NodeName={host} CPUs={cpus} RealMemory={memory_mb} Gres=gpu:1 State=UNKNOWN
-PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP
+PartitionName=cpu Nodes={host} Default=YES MaxTime=INFINITE State=UP
+PartitionName=gpu Nodes={host} MaxTime=INFINITE State=UP
 """
-# A GPU GRES needs a device file; /dev/null stands in for one (no GPU is used).
+# slurmd 22.05 drops a gpu GRES that has no device file and then drains the node (its
+# configured gres count no longer matches), so a count-only GPU needs File=; /dev/null
+# stands in for one (no GPU is used).
 CONFIG_FOLDER = Path("/etc/slurm")
 OURS = "# written by chorale-id's tests (tests/slurm_cluster.py)\n"
 GRES_CONF = "AutoDetect=off\nNodeName={host} Name=gpu File=/dev/null Count=1\n"
@@ -82,6 +86,13 @@ class SlurmCluster:
 
     def job_details(self, job_id: str) -> str:
         return self.run("scontrol", "show", "job", job_id)
+
+    def job_field(self, job_id: str, field: str) -> str:
+        """One ``Field=value`` of ``scontrol show job``, e.g. Partition, NumCPUs, MinMemoryNode."""
+        for word in self.job_details(job_id).split():
+            if word.startswith(f"{field}="):
+                return word.split("=", 1)[1]
+        raise ClusterError(f"job {job_id} has no {field} in scontrol show job")
 
     def logs(self) -> str:
         return "\n".join(
@@ -150,10 +161,10 @@ def start_cluster(root: Path) -> SlurmCluster:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
-            state = cluster.run("sinfo", "--noheader", "--format=%T").strip()
+            state = cluster.run("sinfo", "--noheader", "--format=%T").split()
         except ClusterError:
-            state = ""
-        if state == "idle":
+            state = []
+        if state and set(state) == {"idle"}:
             return cluster
         time.sleep(1)
     stop_cluster(cluster)

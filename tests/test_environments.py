@@ -14,6 +14,7 @@ import pytest
 import yaml
 from workflow_runner import REPO_ROOT
 
+from workflow_scripts.embedders.registry import EMBEDDERS, embed_code_digest, implementation
 from workflow_scripts.plumbing.code_graph import (
     imported_names,
     module_digest,
@@ -183,6 +184,18 @@ def test_a_stage_cache_key_covers_its_own_code_only():
     assert module_digest("workflow_scripts.stages.render") != module_digest("workflow_scripts.stages.embed")
 
 
+def test_an_embed_digest_covers_its_own_embedder_only():
+    # Editing mert.py must not rerun the spectral embed jobs (nor invalidate their cached pieces).
+    spectral = implementation("spectral")
+    leave_out = frozenset(implementation(name) for name in EMBEDDERS)
+    closure = workflow_closure("workflow_scripts.stages.embed", leave_out) | workflow_closure(spectral, leave_out)
+    assert spectral in closure and "workflow_scripts.embedders.base" in closure
+    assert not {"workflow_scripts.embedders.mert", "workflow_scripts.embedders.weights"} & closure
+    assert "workflow_scripts.embedders.posteriorgram" in workflow_closure(implementation("pianoroll"), leave_out)
+    assert len({embed_code_digest(name) for name in ("spectral", "basic_pitch", "pianoroll", "mert")}) == 4
+    assert embed_code_digest("mert") == embed_code_digest("hubert_base")  # one module, one digest
+
+
 def test_the_import_walk_reads_every_import_form(tmp_path):
     module = tmp_path / "forms.py"
     module.write_text(
@@ -200,7 +213,9 @@ def test_every_stage_rule_reruns_when_the_code_behind_it_changes():
     # modules in params makes an edit to workflow_scripts/stages/<stage>.py rerun the stage.
     stages = set()
     for smk, block, stage in stage_rules():
-        assert f'code=code_digest("{stage}")' in block, f"the {stage} rule in rules/{smk} lacks its code digest"
+        assert re.search(rf'code=code_digest\("{stage}"(, embedder)?\)', block), (
+            f"{stage} in rules/{smk}: no code digest"
+        )
         module = module_path(f"workflow_scripts.stages.{stage}")
         assert module is not None, f"rules/{smk} names stage {stage}, but there is no stages/{stage}.py"
         assert "\ndef main(snakemake)" in module.read_text(), f"stages/{stage}.py has no main(snakemake)"

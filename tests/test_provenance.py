@@ -25,6 +25,8 @@ def test_the_record_carries_the_locks_digest_beside_the_code_version():
     assert lock["path"] == "requirements/lock.txt"
     assert lock["sha256"] == hashlib.sha256(ENVIRONMENT_LOCK.read_bytes()).hexdigest()
     assert lock["torch"] == pinned_versions(provenance.TORCH_PIN)["torch"]
+    assert lock["no_deps_sha256"] == hashlib.sha256(provenance.NO_DEPS_LOCK.read_bytes()).hexdigest()
+    assert "basic-pitch" in pinned_versions(provenance.NO_DEPS_LOCK)  # so a different basic-pitch is a mismatch
     assert isinstance(lock["mismatches"], list)
 
 

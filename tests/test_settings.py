@@ -1,4 +1,5 @@
 import copy
+import re
 from dataclasses import fields
 
 import pytest
@@ -60,7 +61,10 @@ def test_shipped_config_is_valid_and_complete():
         ({"embedders": ["wav2vec"]}, "wav2vec"),
         ({"probes": {"p": {"normalization": "zscore"}}}, "zscore"),
         ({"embedder_settings": {"mert": {"revision": "main"}}}, "revision"),
-        ({"embed": {"gpu_model": "a100 --exclusive"}}, "gpu_model"),
+        ({"embed": {"gpu_model": "a100"}}, "gpu_model"),  # moved to stage_resources.gpu_jobs
+        ({"stage_resources": {"embedding": {"slurm_partition": "gpu"}}}, "embedding"),
+        ({"stage_resources": {"embed": {"gpu": 2}}}, "gpu"),
+        ({"stage_resources": {"gpu_jobs": {"slurm_extra": "--qos=a\n#SBATCH --exclusive"}}}, "qos"),
     ],
 )
 def test_invalid_config_is_rejected_naming_the_key(change, named):
@@ -152,3 +156,54 @@ def test_report_protocol_plans_with_a_dry_run(tmp_path, protocol, render_batches
     assert render_jobs == render_batches  # 410 or 430 pieces
     config = merged_config(REPORT_PROTOCOLS[protocol])
     assert jobs["classify"] == 3 * len(config["embedders"]) and jobs["split"] == 1 and "retrieval" not in jobs
+
+
+RULE_HEADER = re.compile(r"^\s*(?:local)?rule (\w+):$")
+
+
+def planned_resources(dry_run_output: str) -> dict[str, str]:
+    """rule name -> its ``resources:`` line, from a dry run's job list."""
+    found, rule = {}, None
+    for line in dry_run_output.splitlines():
+        header = RULE_HEADER.match(line)
+        if header:
+            rule = header.group(1)
+        elif line.strip().startswith("resources:") and rule:
+            found[rule] = line.strip()
+    return found
+
+
+def test_stage_resources_reach_every_job_of_a_stage_generated_batches_included(tmp_path):
+    # Render and embed rules are generated per batch, so no --set-resources can address the
+    # stage; the config's stage_resources is the way (docs/cluster.md).
+    from workflow_runner import make_project, snakemake
+
+    project = make_project(
+        tmp_path / "project",
+        {
+            "embedders": ["spectral", "mert"],
+            "stage_resources": {
+                "render": {"slurm_partition": "cpu"},
+                "embed": {"slurm_partition": "cpu"},
+                "classify": {"slurm_partition": "cpu", "mem_mb": 6000},
+                "gpu_jobs": {"slurm_partition": "gpu", "gpu_model": "a100"},
+            },
+        },
+    )
+    resources = planned_resources(snakemake(project, "-n", "--cores", "8").stdout)
+    render = [rule for rule in resources if rule.startswith("render_")]
+    spectral = [rule for rule in resources if rule.startswith("embed_spectral_")]
+    mert = [rule for rule in resources if rule.startswith("embed_mert_")]
+    assert len(render) == 2 and len(spectral) == 2 and len(mert) == 1, sorted(resources)
+    for rule in render + spectral:
+        assert "slurm_partition=cpu" in resources[rule] and "gpu_model" not in resources[rule], resources[rule]
+    assert "slurm_partition=gpu" in resources[mert[0]] and "gpu_model=a100" in resources[mert[0]]
+    assert "gpu=1" in resources[mert[0]] and "mem_mb=8000" in resources[mert[0]]
+    assert "slurm_partition=cpu" in resources["classify"] and "mem_mb=6000" in resources["classify"]
+    assert "slurm_partition" not in resources["retrieval"] and "mem_mb=4000" in resources["retrieval"]
+
+
+def test_stage_resources_names_exactly_the_stages_whose_rules_take_them():
+    rules_text = "".join(path.read_text() for path in (REPO / "rules").glob("*.smk"))
+    taking = set(re.findall(r'job_resources\(\s*"(\w+)"', rules_text))
+    assert set(load_schema()["properties"]["stage_resources"]["properties"]) == taking | {"gpu_jobs"}

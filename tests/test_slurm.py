@@ -38,8 +38,20 @@ def make_mert_project(folder: Path, model: Path) -> Path:
             "embedder_settings": {"mert": {"local_dir": str(model), "batch_size": 4}},
             "probes": {"linear_lbfgs_std": {"optimizer": "lbfgs", "normalization": "standardize"}},
             "sweep": {"grid": {}},
+            # The GPU jobs to the gpu partition, as docs/cluster.md shows; the rest to the default.
+            "stage_resources": {"gpu_jobs": {"slurm_partition": "gpu"}},
         },
     )
+
+
+# The node size the test tells Snakemake (docs/cluster.md, "Sizing submissions"): every
+# submission must fit it, grouped batches included (4 render batches would ask for 8 GB).
+NODE_MEM_MB = 2000
+
+
+def megabytes(slurm_memory: str) -> int:
+    """``2000M`` or ``2G`` (scontrol's MinMemoryNode) in MB."""
+    return int(float(slurm_memory[:-1]) * {"M": 1, "G": 1024, "T": 1024**2}[slurm_memory[-1]])
 
 
 def jobs_from_logs(project: Path) -> list[tuple[str, str | None]]:
@@ -64,11 +76,14 @@ def test_the_slurm_profile_runs_every_job_through_sbatch(cluster, tmp_path):
         "--slurm-status-command",
         "squeue",
         "--default-resources",
-        "slurm_partition=debug",
+        "slurm_partition=cpu",
         "runtime=30",
         "mem_mb=2000",
         "--cores",
         str(cluster.cpus),
+        "--resources",
+        "gpu=1",
+        f"mem_mb={NODE_MEM_MB}",
         "--latency-wait",
         "5",
         env=cluster.environment,
@@ -97,6 +112,12 @@ def test_the_slurm_profile_runs_every_job_through_sbatch(cluster, tmp_path):
     }
     mert_jobs = {job for rule, job in on_compute_nodes if rule.startswith("embed_mert_")}
     assert mert_jobs and asked_for_gpu == mert_jobs, (asked_for_gpu, mert_jobs)
+    partitions = {job: cluster.job_field(job, "Partition") for job in slurm_jobs}
+    assert {job for job, partition in partitions.items() if partition == "gpu"} == mert_jobs, partitions
+    assert set(partitions.values()) == {"cpu", "gpu"}, partitions
+    for job in slurm_jobs:
+        cpus, memory = int(cluster.job_field(job, "NumCPUs")), megabytes(cluster.job_field(job, "MinMemoryNode"))
+        assert cpus <= cluster.cpus and memory <= NODE_MEM_MB, (job, cpus, memory, cluster.job_details(job))
     print(
         "GPU requested by:",
         *(f"  {job}: {cluster.job_details(job).split('TresPerJob=')[1].split()[0]}" for job in sorted(asked_for_gpu)),

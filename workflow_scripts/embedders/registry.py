@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-# name -> whether its jobs ask for a GPU (resources: gpu=1) and whether it has weights to fetch
+from workflow_scripts.plumbing.code_graph import module_digest
+
+# name -> whether its jobs ask for a GPU (resources: gpu=1), whether it has weights to fetch,
+# and its module in this package
 EMBEDDERS = {
-    "spectral": {"gpu": False, "weights": False},
+    "spectral": {"gpu": False, "weights": False, "module": "spectral"},
     # Basic Pitch's model file ships inside its wheel (requirements/no-deps.txt): nothing to fetch.
-    "basic_pitch": {"gpu": False, "weights": False},
+    "basic_pitch": {"gpu": False, "weights": False, "module": "basic_pitch"},
     # The notes the render stage played: no audio, no weights.
-    "pianoroll": {"gpu": False, "weights": False},
+    "pianoroll": {"gpu": False, "weights": False, "module": "pianoroll"},
     # The transformers audio encoders (embedders/mert.py), one config entry each.
-    "mert": {"gpu": True, "weights": True},
-    "mert_330m": {"gpu": True, "weights": True},
-    "mert_v0": {"gpu": True, "weights": True},
-    "music2vec": {"gpu": True, "weights": True},
-    "hubert_base": {"gpu": True, "weights": True},
+    "mert": {"gpu": True, "weights": True, "module": "mert"},
+    "mert_330m": {"gpu": True, "weights": True, "module": "mert"},
+    "mert_v0": {"gpu": True, "weights": True, "module": "mert"},
+    "music2vec": {"gpu": True, "weights": True, "module": "mert"},
+    "hubert_base": {"gpu": True, "weights": True, "module": "mert"},
 }
 HF_ENCODERS = ("mert", "mert_330m", "mert_v0", "music2vec", "hubert_base")
 # Settings that change how fast vectors are computed, not what they are: left out of
@@ -28,3 +31,15 @@ def needs_gpu(name: str) -> bool:
 
 def needs_weights(name: str) -> bool:
     return EMBEDDERS[name]["weights"]
+
+
+def implementation(name: str) -> str:
+    return f"workflow_scripts.embedders.{EMBEDDERS[name]['module']}"
+
+
+def embed_code_digest(name: str) -> str:
+    """The embed stage's code with one embedder's implementation only, so that editing
+    mert.py reruns neither the spectral embed jobs nor its cached pieces (the stage reaches
+    every implementation through build_embedder's lazy imports)."""
+    implementations = frozenset(implementation(other) for other in EMBEDDERS)
+    return module_digest("workflow_scripts.stages.embed", implementation(name), leave_out=implementations)

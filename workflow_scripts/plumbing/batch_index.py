@@ -6,6 +6,7 @@ gather list one index per batch instead of one file per piece, and an embed batc
 the one to three render batches it reads. At 10,000 pieces that is 625 inputs to a gather
 instead of 10,000, which is what keeps building the DAG fast (benchmarks/workflow_overhead.py).
 The index is written last, after every piece's files, so it exists only for a finished batch.
+(What a rerun keeps of a batch's pieces is the piece cache's job, piece_cache.py.)
 """
 
 from __future__ import annotations

@@ -56,13 +56,14 @@ def _parents(module: str) -> list[str]:
 
 
 @functools.cache
-def workflow_closure(module: str) -> frozenset[str]:
-    """``module`` and every workflow module it imports, directly or not."""
+def workflow_closure(module: str, leave_out: frozenset[str] = frozenset()) -> frozenset[str]:
+    """``module`` and every workflow module it imports, directly or not, without following
+    into the modules of ``leave_out``."""
     seen: set[str] = set()
     pending = [module]
     while pending:
         current = pending.pop()
-        if current in seen or module_path(current) is None:
+        if current in seen or module_path(current) is None or (current in leave_out and current != module):
             continue
         seen.add(current)
         for name in imported_names(module_path(current)):
@@ -82,10 +83,10 @@ def third_party_imports(module: str) -> set[str]:
 
 
 @functools.cache
-def module_digest(module: str) -> str:
-    """Digest of the sources of ``module``'s closure: changes when the code behind it does."""
+def module_digest(*modules: str, leave_out: frozenset[str] = frozenset()) -> str:
+    """Digest of the sources of the ``modules``' closure: changes when the code behind it does."""
     digest = hashlib.sha256()
-    for current in sorted(workflow_closure(module)):
+    for current in sorted(frozenset().union(*(workflow_closure(module, leave_out) for module in modules))):
         path = module_path(current)
         digest.update(path.relative_to(PACKAGE_ROOT).as_posix().encode())
         digest.update(path.read_bytes())

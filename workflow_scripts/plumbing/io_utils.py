@@ -69,9 +69,10 @@ def write_tsv_atomic(frame, destination: str | os.PathLike) -> None:
         frame.to_csv(temporary, sep="\t", index=False)
 
 
-def read_provenance(path: str | os.PathLike) -> dict[str, Any]:
-    """The provenance dictionary stored by :func:`write_parquet_atomic`."""
-    metadata = pq.read_schema(path).metadata or {}
+def read_provenance(path: str | os.PathLike, schema: pa.Schema | None = None) -> dict[str, Any]:
+    """The provenance dictionary stored by :func:`write_parquet_atomic`; pass the ``schema``
+    of a table already read from ``path`` to save reading its footer again."""
+    metadata = (schema if schema is not None else pq.read_schema(path)).metadata or {}
     if PROVENANCE_KEY not in metadata:
         raise ValueError(
             f"{path}: no '{PROVENANCE_KEY.decode()}' provenance in the Parquet metadata; "

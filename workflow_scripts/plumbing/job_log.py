@@ -17,7 +17,7 @@ _FORMAT = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
 def job_logger(stage: str, log_path: str | Path | None) -> logging.Logger:
     """The stage's logger; the package logger writes to stderr and to ``log_path``.
 
-    Calling it again with the same log path (the edge wrapper, then the stage's own
+    Calling it again with the same log path (run_stage.py, then the stage's own
     code) reuses the open handlers rather than truncating the log.
     """
     root = logging.getLogger(PACKAGE_LOGGER)

@@ -4,7 +4,8 @@ Batch jobs write many pieces each. Snakemake deletes every output of a job befor
 reruns it and after it fails, so without this store one changed or broken piece would
 cost the whole batch. Each finished piece is hard-linked here under a key made of
 everything that determines it (input checksums, settings, code digest); a rerun
-restores unchanged pieces from here and computes only the rest.
+restores unchanged pieces from here and computes only the rest. (Per-piece files make a
+piece a target; batch indexes, batch_index.py, keep the DAG small; this keeps the work.)
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ REPO_ROOT = PACKAGE_ROOT.parent
 # The pinned environment scripts/bootstrap.sh installs: every package with hashes, torch by version.
 ENVIRONMENT_LOCK = REPO_ROOT / "requirements" / "lock.txt"
 TORCH_PIN = REPO_ROOT / "requirements" / "torch.txt"
+NO_DEPS_LOCK = REPO_ROOT / "requirements" / "no-deps.txt"  # basic-pitch, installed without its dependencies
 PIN_LINE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)", re.MULTILINE)
 
 
@@ -102,14 +103,22 @@ def environment_lock() -> dict[str, Any]:
     an install with UNPINNED=1, or a conda env, lists what differs.
     """
     if not ENVIRONMENT_LOCK.is_file():
-        return {"path": "requirements/lock.txt", "sha256": None, "torch": None, "mismatches": None}
+        return {
+            "path": "requirements/lock.txt",
+            "sha256": None,
+            "torch": None,
+            "no_deps_sha256": None,
+            "mismatches": None,
+        }
     pins = pinned_versions(ENVIRONMENT_LOCK)
     torch_pin = pinned_versions(TORCH_PIN) if TORCH_PIN.is_file() else {}
+    no_deps = pinned_versions(NO_DEPS_LOCK) if NO_DEPS_LOCK.is_file() else {}
     return {
         "path": "requirements/lock.txt",
         "sha256": sha256_file(ENVIRONMENT_LOCK),
         "torch": torch_pin.get("torch"),
-        "mismatches": lock_mismatches({**pins, **torch_pin}, installed_versions()),
+        "no_deps_sha256": sha256_file(NO_DEPS_LOCK) if NO_DEPS_LOCK.is_file() else None,
+        "mismatches": lock_mismatches({**pins, **torch_pin, **no_deps}, installed_versions()),
     }
 
 

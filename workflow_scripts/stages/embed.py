@@ -33,9 +33,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from workflow_scripts.embedders import Embedder, build_embedder
-from workflow_scripts.embedders.registry import RUNTIME_ONLY_SETTINGS
+from workflow_scripts.embedders.registry import RUNTIME_ONLY_SETTINGS, embed_code_digest
 from workflow_scripts.plumbing.batch_index import write_batch_index
-from workflow_scripts.plumbing.code_graph import module_digest
 from workflow_scripts.plumbing.embeddings_table import embeddings_to_table
 from workflow_scripts.plumbing.io_utils import read_provenance, sha256_file, write_parquet_atomic
 from workflow_scripts.plumbing.job_log import Progress, job_logger
@@ -101,7 +100,7 @@ def embed_cache_key(files: PieceFiles, embedder_name: str, settings: dict[str, A
             "audio_sha256": sha256_file(files.audio),
             "embedder": embedder_name,
             "settings": {key: value for key, value in settings.items() if key not in RUNTIME_ONLY_SETTINGS},
-            "code": module_digest(__name__),
+            "code": embed_code_digest(embedder_name),
         }
     )
 
@@ -111,7 +110,7 @@ def read_piece(files: PieceFiles, cache_key: str, read_clips: Callable = read_sn
     try:
         manifest = pq.read_table(files.manifest)
         clips = read_clips(files.audio, manifest)
-        render = read_provenance(files.manifest)
+        render = read_provenance(files.manifest, manifest.schema)
     except Exception as error:
         raise RuntimeError(
             f"piece {files.piece_id}: cannot read its rendered audio ({files.audio}) or manifest ({files.manifest}): "
