@@ -29,9 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from workflow_scripts.plumbing.embeddings_table import table_to_embeddings  # noqa: E402
 from workflow_scripts.plumbing.io_utils import read_provenance  # noqa: E402
+from workflow_scripts.probes.layers import select_layer  # noqa: E402
 from workflow_scripts.probes.metrics import top_k_accuracy  # noqa: E402
 from workflow_scripts.stages import classify  # noqa: E402
-from workflow_scripts.stages.classify import ProbeSettings, assemble, fit_normalization, select_layer  # noqa: E402
+from workflow_scripts.stages.classify import ProbeSettings, assemble, fit_normalization  # noqa: E402
 
 PROBES = {
     "report Adam recipe": ProbeSettings(optimizer="adam", normalization="none"),

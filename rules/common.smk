@@ -9,9 +9,8 @@ sys.path.insert(0, workflow.basedir)
 
 from snakemake.exceptions import WorkflowError
 
-from workflow_scripts.plumbing.code_graph import module_digest
 from workflow_scripts.stages.corpus import CorpusError, discover_sources
-from workflow_scripts.embedders.registry import embed_code_digest, needs_gpu, needs_weights
+from workflow_scripts.embedders.registry import needs_gpu, needs_weights, stage_code_digest
 from workflow_scripts.plumbing.settings import (
     CLOSED_SET_SPLITS as CLOSED_SET_SPLIT_NAMES,
     complete_config,
@@ -55,14 +54,11 @@ CACHE = config["cache_dir"]
 
 
 def code_digest(stage, embedder=None):
-    """Digest of a stage's module and of every workflow module it imports. Each rule lists
-    it among its params beside the stage's name: Snakemake only watches the script file
-    (run_stage.py), so without it an edit to workflow_scripts/stages/<stage>.py or to what
-    it imports would leave stale results up to date. An embed job's digest covers its own
-    embedder's implementation only."""
-    if embedder is not None:
-        return embed_code_digest(embedder)
-    return module_digest(f"workflow_scripts.stages.{stage}")
+    """Digest of the code behind a stage (its module and what it imports; of the embedders,
+    an embed job's own only), listed in each rule's params beside the stage's name. Snakemake
+    watches only the script file (run_stage.py); without the digest an edit to
+    workflow_scripts/stages/<stage>.py or to what it imports would leave stale results up to date."""
+    return stage_code_digest(stage, embedder)
 
 
 def soundfont_for(variant):
@@ -84,7 +80,8 @@ def job_resources(stage, **declared):
     resources = {**declared, **chosen.get(stage, {})}
     if declared.get("gpu"):
         resources.update(chosen.get("gpu_jobs", {}))
-    return resources
+    # --config reads every value as a string; Snakemake wants mem_mb and runtime as numbers.
+    return {name: int(value) if str(value).isdigit() else value for name, value in resources.items()}
 
 
 def pieces_per_embed_job(embedder):

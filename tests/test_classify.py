@@ -3,12 +3,12 @@ import pandas as pd
 import pytest
 
 from workflow_scripts.plumbing.embeddings_table import embeddings_to_table
+from workflow_scripts.probes.layers import select_layer
 from workflow_scripts.stages.classify import (
     ProbeSettings,
     assemble,
     fit_normalization,
     run_probe,
-    select_layer,
     torch_threads,
 )
 

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from workflow_runner import REPO_ROOT
 
-from workflow_scripts.embedders.registry import EMBEDDERS, embed_code_digest, implementation
+from workflow_scripts.embedders.registry import IMPLEMENTATIONS, implementation, stage_code_digest
 from workflow_scripts.plumbing.code_graph import (
     imported_names,
     module_digest,
@@ -184,16 +184,29 @@ def test_a_stage_cache_key_covers_its_own_code_only():
     assert module_digest("workflow_scripts.stages.render") != module_digest("workflow_scripts.stages.embed")
 
 
-def test_an_embed_digest_covers_its_own_embedder_only():
-    # Editing mert.py must not rerun the spectral embed jobs (nor invalidate their cached pieces).
-    spectral = implementation("spectral")
-    leave_out = frozenset(implementation(name) for name in EMBEDDERS)
-    closure = workflow_closure("workflow_scripts.stages.embed", leave_out) | workflow_closure(spectral, leave_out)
-    assert spectral in closure and "workflow_scripts.embedders.base" in closure
-    assert not {"workflow_scripts.embedders.mert", "workflow_scripts.embedders.weights"} & closure
-    assert "workflow_scripts.embedders.posteriorgram" in workflow_closure(implementation("pianoroll"), leave_out)
-    assert len({embed_code_digest(name) for name in ("spectral", "basic_pitch", "pianoroll", "mert")}) == 4
-    assert embed_code_digest("mert") == embed_code_digest("hubert_base")  # one module, one digest
+def test_a_digest_covers_the_embedders_implementations_a_stage_runs_and_no_other():
+    # Editing mert.py must not rerun the spectral embed jobs (nor invalidate their cached
+    # pieces), nor fetch_model when spectral.py changes.
+    def closure(stage, embedder=None):
+        own = [implementation(embedder)] if embedder else []
+        leave_out = IMPLEMENTATIONS - set(own)
+        return frozenset().union(
+            *(workflow_closure(module, leave_out) for module in [f"workflow_scripts.stages.{stage}", *own])
+        )
+
+    spectral = closure("embed", "spectral")
+    assert {"workflow_scripts.embedders.spectral", "workflow_scripts.embedders.base"} <= spectral
+    assert not {"workflow_scripts.embedders.mert", "workflow_scripts.embedders.weights"} & spectral
+    assert "workflow_scripts.embedders.posteriorgram" in closure("embed", "pianoroll")
+    assert "workflow_scripts.embedders.weights" in closure("fetch_model")
+    assert not IMPLEMENTATIONS & closure("fetch_model")
+    assert len({stage_code_digest("embed", name) for name in ("spectral", "basic_pitch", "pianoroll", "mert")}) == 4
+    assert stage_code_digest("embed", "mert") == stage_code_digest("embed", "hubert_base")  # one module
+    # An implementation importing another (not through the package's lazy build_embedder)
+    # would be left out of its digest: none does.
+    for module in IMPLEMENTATIONS:
+        for reached in workflow_closure(module, IMPLEMENTATIONS - {module}) - {"workflow_scripts.embedders"}:
+            assert not (imported_names(module_path(reached)) & IMPLEMENTATIONS) - {module}, (module, reached)
 
 
 def test_the_import_walk_reads_every_import_form(tmp_path):

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from workflow_scripts.stages.geometry import geometry_table, layer_geometry, pairwise_distances, sample_rows, tsne_map
+from workflow_scripts.probes.geometry import layer_geometry, pairwise_distances
+from workflow_scripts.stages.geometry import geometry_table, sample_rows, tsne_map
 
 
 def test_pairwise_distances_worked_example():

@@ -64,6 +64,9 @@ def test_shipped_config_is_valid_and_complete():
         ({"embed": {"gpu_model": "a100"}}, "gpu_model"),  # moved to stage_resources.gpu_jobs
         ({"stage_resources": {"embedding": {"slurm_partition": "gpu"}}}, "embedding"),
         ({"stage_resources": {"embed": {"gpu": 2}}}, "gpu"),
+        ({"stage_resources": {"classify": {"gpu_model": "a100"}}}, "gpu_model"),  # would give classify a GPU
+        ({"stage_resources": {"gpu_jobs": {"gpu_model": "a100 --exclusive"}}}, "a100 --exclusive"),
+        ({"stage_resources": {"render": {"mem": "8G"}}}, "mem"),
         ({"stage_resources": {"gpu_jobs": {"slurm_extra": "--qos=a\n#SBATCH --exclusive"}}}, "qos"),
     ],
 )

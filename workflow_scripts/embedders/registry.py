@@ -37,9 +37,13 @@ def implementation(name: str) -> str:
     return f"workflow_scripts.embedders.{EMBEDDERS[name]['module']}"
 
 
-def embed_code_digest(name: str) -> str:
-    """The embed stage's code with one embedder's implementation only, so that editing
-    mert.py reruns neither the spectral embed jobs nor its cached pieces (the stage reaches
-    every implementation through build_embedder's lazy imports)."""
-    implementations = frozenset(implementation(other) for other in EMBEDDERS)
-    return module_digest("workflow_scripts.stages.embed", implementation(name), leave_out=implementations)
+IMPLEMENTATIONS = frozenset(implementation(name) for name in EMBEDDERS)
+
+
+def stage_code_digest(stage: str, embedder: str | None = None) -> str:
+    """The code behind a stage's results: its module and what it imports, but of the
+    embedders' implementations only ``embedder``'s. The embedders package reaches every
+    implementation (build_embedder imports them lazily), so without this an edit to mert.py
+    would rerun the spectral embed jobs, fetch_model and everything after them."""
+    own = [implementation(embedder)] if embedder else []
+    return module_digest(f"workflow_scripts.stages.{stage}", *own, leave_out=IMPLEMENTATIONS - set(own))

@@ -1,2 +1,3 @@
 """Scores to sound: cutting a score into snippets by measures (music21) and rendering them
-with FluidSynth. Used by the render stage, and by tests and benchmarks."""
+with FluidSynth. Used by the render stage (rules/common.smk also resolves SoundFonts with
+synth when the workflow is parsed), and by tests and benchmarks."""

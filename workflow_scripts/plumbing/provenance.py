@@ -99,7 +99,8 @@ def lock_mismatches(pins: dict[str, str], installed: dict[str, str]) -> list[str
 def environment_lock() -> dict[str, Any]:
     """Which pinned environment made an output: the lock's digest and how the installed packages differ from it.
 
-    An empty ``mismatches`` says this Python runs exactly the lock (and requirements/torch.txt);
+    An empty ``mismatches`` says this Python runs exactly the lock (with requirements/torch.txt
+    and requirements/no-deps.txt, whose digest is recorded too);
     an install with UNPINNED=1, or a conda env, lists what differs.
     """
     if not ENVIRONMENT_LOCK.is_file():

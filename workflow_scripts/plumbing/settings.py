@@ -73,7 +73,7 @@ def complete_config(config: dict[str, Any], schema: dict[str, Any]) -> None:
 
 
 def render_settings(config: dict[str, Any], variant: str) -> dict[str, Any]:
-    """What the render stage of ``variant`` receives (see render.RenderSettings)."""
+    """What the render stage of ``variant`` receives (see stages.render.RenderSettings)."""
     chosen = config["variants"][variant]
     return {
         "sample_rate": config["render"]["sample_rate"],

@@ -30,6 +30,7 @@ import pandas as pd
 
 from workflow_scripts.plumbing.job_log import Progress
 from workflow_scripts.plumbing.roles import TRAINING_ROLES
+from workflow_scripts.probes.layers import select_layer
 from workflow_scripts.probes.metrics import (
     group_accuracy,
     inverse_frequency_weights,
@@ -78,22 +79,6 @@ class ProbeSettings:
                 "lbfgs trains a linear head on fixed features only: use adam for mlp, weighted layers or early stopping"
             )
         return probe
-
-
-def select_layer(vectors: np.ndarray, layer: str | int) -> np.ndarray:
-    """(n, layers, dim) -> (n, 1, dim), or all layers for ``weighted``."""
-    if layer == "weighted":
-        return vectors
-    if layer == "mean":
-        return vectors.mean(axis=1, keepdims=True)
-    if layer == "last":
-        return vectors[:, -1:, :]
-    index = int(layer)
-    if not -vectors.shape[1] <= index < vectors.shape[1]:
-        raise ValueError(
-            f"probe layer {index} does not exist: the embedder has {vectors.shape[1]} layers (0..{vectors.shape[1] - 1})"
-        )
-    return vectors[:, index : index + 1, :]
 
 
 def fit_normalization(train: np.ndarray, kind: str):

@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from workflow_scripts.embedders import Embedder, build_embedder
-from workflow_scripts.embedders.registry import RUNTIME_ONLY_SETTINGS, embed_code_digest
+from workflow_scripts.embedders.registry import RUNTIME_ONLY_SETTINGS, stage_code_digest
 from workflow_scripts.plumbing.batch_index import write_batch_index
 from workflow_scripts.plumbing.embeddings_table import embeddings_to_table
 from workflow_scripts.plumbing.io_utils import read_provenance, sha256_file, write_parquet_atomic
@@ -100,7 +100,7 @@ def embed_cache_key(files: PieceFiles, embedder_name: str, settings: dict[str, A
             "audio_sha256": sha256_file(files.audio),
             "embedder": embedder_name,
             "settings": {key: value for key, value in settings.items() if key not in RUNTIME_ONLY_SETTINGS},
-            "code": embed_code_digest(embedder_name),
+            "code": stage_code_digest("embed", embedder_name),
         }
     )
 

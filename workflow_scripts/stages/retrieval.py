@@ -174,7 +174,7 @@ def evaluate_retrieval(
 
     With ``music_group_of`` (piece -> same-music group, from the audit) each row also holds
     ``same_music``: the same figures when a snippet of the same music counts as relevant."""
-    from workflow_scripts.stages.geometry import layer_geometry
+    from workflow_scripts.probes.geometry import layer_geometry
 
     held_out = roles == "test"
     if not held_out.any():
@@ -234,8 +234,8 @@ def main(snakemake) -> None:  # pragma: no cover - the Snakemake edge
     )
     from workflow_scripts.plumbing.job_log import job_logger
     from workflow_scripts.plumbing.provenance import provenance_record
+    from workflow_scripts.probes.layers import select_layer
     from workflow_scripts.probes.plots import plot_representation_distances
-    from workflow_scripts.stages.classify import select_layer
 
     logger = job_logger("retrieval", snakemake.log[0])
     settings = snakemake.params.settings

@@ -7,7 +7,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from workflow_scripts.stages.transfer_split import TransferError
+
+class TransferDatasetError(ValueError):
+    """A transfer's dataset cannot be built; the message names the variant and what to do."""
 
 
 def transfer_dataset(datasets: dict[str, pa.Table], assignment: pd.DataFrame) -> pa.Table:
@@ -20,7 +22,7 @@ def transfer_dataset(datasets: dict[str, pa.Table], assignment: pd.DataFrame) ->
         mask = np.isin(snippet_ids, list(wanted))
         missing = len(wanted) - int(mask.sum())
         if missing:
-            raise TransferError(
+            raise TransferDatasetError(
                 f"the '{variant}' dataset lacks {missing} snippet(s) of the transfer's assignment; rerun its embed stage"
             )
         chosen = table.filter(pa.array(mask))
@@ -43,7 +45,7 @@ def main(snakemake) -> None:  # pragma: no cover - the Snakemake edge
         datasets[variant] = pq.read_table(path)
         described = read_provenance(path)["embedder"]
         if embedder is not None and described != embedder:
-            raise TransferError(
+            raise TransferDatasetError(
                 f"the '{variant}' dataset ({path}) was embedded with other settings than the others; rerun it"
             )
         embedder = described
