@@ -26,9 +26,10 @@ for embedder in [name for name in EMBEDDERS if needs_weights(name)]:
             "../workflow_scripts/run_stage.py"
 
 
-# One rule per batch of pieces and embedder: one model load per job, per-piece shards.
-# Model embedders ask for a GPU (gpu=1), so `--resources gpu=1` runs them one at a time
-# and a cluster gives each job one GPU.
+# One rule per batch of pieces and embedder: one model load per job, per-piece shards
+# (generated, like the render batches: docs/design.md). Model embedders ask for a GPU
+# (gpu=1), so `--resources gpu=1` runs them one at a time and a cluster gives each job one
+# GPU; stage_resources.embed and .gpu_jobs in the config set their partition or GPU model.
 
 for embedder in EMBEDDERS:
     for variant in VARIANTS:

@@ -1,6 +1,8 @@
 # One rule per batch of pieces: a job renders many pieces in one process while every
 # piece keeps its own output files (per-piece targets, per-piece incremental reruns
-# through the piece cache).
+# through the piece cache). A wildcard rule cannot declare a batch's list of per-piece
+# outputs, hence the loop (docs/design.md); set resources for all batches at once with the
+# config's stage_resources.render, not --set-resources (docs/cluster.md).
 
 for variant in VARIANTS:
     for batch_index, batch in enumerate(RENDER_BATCHES):
