@@ -42,7 +42,7 @@ rule classify:
         **job_resources("classify", mem_mb=4000, runtime=30),
     params:
         stage="classify",
-        code=code_digest("classify"),
+        code=stage_code_digest("classify"),
         probe=get_probe_settings,
     script:
         "../workflow_scripts/run_stage.py"
@@ -68,6 +68,6 @@ rule summary:
         runtime=5,
     params:
         stage="summary",
-        code=code_digest("summary"),
+        code=stage_code_digest("summary"),
     script:
         "../workflow_scripts/run_stage.py"

@@ -10,6 +10,10 @@ sys.path.insert(0, workflow.basedir)
 from snakemake.exceptions import WorkflowError
 
 from workflow_scripts.stages.corpus import CorpusError, discover_sources
+
+# Each rule's params hold stage_code_digest(<its stage>) beside the stage's name, because
+# Snakemake watches only the script file (run_stage.py); without the digest an edit to
+# workflow_scripts/stages/<stage>.py or to what it imports would leave stale results up to date.
 from workflow_scripts.embedders.registry import needs_gpu, needs_weights, stage_code_digest
 from workflow_scripts.plumbing.settings import (
     CLOSED_SET_SPLITS as CLOSED_SET_SPLIT_NAMES,
@@ -51,14 +55,6 @@ try:
 except ValueError as error:
     raise WorkflowError(f"config: {error}") from None
 CACHE = config["cache_dir"]
-
-
-def code_digest(stage, embedder=None):
-    """Digest of the code behind a stage (its module and what it imports; of the embedders,
-    an embed job's own only), listed in each rule's params beside the stage's name. Snakemake
-    watches only the script file (run_stage.py); without the digest an edit to
-    workflow_scripts/stages/<stage>.py or to what it imports would leave stale results up to date."""
-    return stage_code_digest(stage, embedder)
 
 
 def soundfont_for(variant):

@@ -14,7 +14,7 @@ rule corpus_sources:
         runtime=5,
     params:
         stage="corpus",
-        code=code_digest("corpus"),
+        code=stage_code_digest("corpus"),
         corpus=config["corpus"],
     script:
         "../workflow_scripts/run_stage.py"
@@ -40,7 +40,7 @@ rule audit:
         runtime=10,
     params:
         stage="audit",
-        code=code_digest("audit"),
+        code=stage_code_digest("audit"),
         settings=config["audit"],
     script:
         "../workflow_scripts/run_stage.py"

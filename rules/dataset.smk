@@ -19,7 +19,7 @@ rule catalog:
         runtime=5,
     params:
         stage="catalog",
-        code=code_digest("catalog"),
+        code=stage_code_digest("catalog"),
     script:
         "../workflow_scripts/run_stage.py"
 
@@ -44,7 +44,7 @@ rule dataset:
         runtime=10,
     params:
         stage="dataset",
-        code=code_digest("dataset"),
+        code=stage_code_digest("dataset"),
     script:
         "../workflow_scripts/run_stage.py"
 
@@ -70,7 +70,7 @@ rule split:
         runtime=5,
     params:
         stage="split",
-        code=code_digest("split"),
+        code=stage_code_digest("split"),
         settings={
             key: config["splits"][key] for key in ("test_fraction", "validation_fraction", "seed", "overlap_guard")
         },

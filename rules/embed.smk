@@ -19,7 +19,7 @@ for embedder in [name for name in EMBEDDERS if needs_weights(name)]:
             runtime=30,
         params:
             stage="fetch_model",
-            code=code_digest("fetch_model"),
+            code=stage_code_digest("fetch_model"),
             settings=embedder_settings(config, embedder),
             name=embedder,
         script:
@@ -64,7 +64,7 @@ for embedder in EMBEDDERS:
                     ),
                 params:
                     stage="embed",
-                    code=code_digest("embed", embedder),
+                    code=stage_code_digest("embed", embedder),
                     pieces=batch,
                     manifests=[manifest_path(variant, piece) for piece in batch],
                     audio=[audio_path(variant, piece) for piece in batch],

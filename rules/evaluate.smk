@@ -28,7 +28,7 @@ rule retrieval:
         **job_resources("retrieval", mem_mb=4000, runtime=20),
     params:
         stage="retrieval",
-        code=code_digest("retrieval"),
+        code=stage_code_digest("retrieval"),
         settings=config["retrieval"],
     script:
         "../workflow_scripts/run_stage.py"
@@ -75,7 +75,7 @@ rule geometry:
         **job_resources("geometry", mem_mb=8000, runtime=30),
     params:
         stage="geometry",
-        code=code_digest("geometry"),
+        code=stage_code_digest("geometry"),
         settings=config["geometry"],
     script:
         "../workflow_scripts/run_stage.py"

@@ -31,7 +31,7 @@ for variant in VARIANTS:
                 **job_resources("render", mem_mb=2000, runtime=10 + 2 * len(batch)),
             params:
                 stage="render",
-                code=code_digest("render"),
+                code=stage_code_digest("render"),
                 pieces=batch,
                 settings=render_settings(config, variant),
                 soundfont=soundfont_for(variant),

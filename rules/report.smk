@@ -30,6 +30,6 @@ rule report:
         runtime=10,
     params:
         stage="report",
-        code=code_digest("report"),
+        code=stage_code_digest("report"),
     script:
         "../workflow_scripts/run_stage.py"

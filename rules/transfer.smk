@@ -24,7 +24,7 @@ rule transfer_split:
         runtime=5,
     params:
         stage="transfer_split",
-        code=code_digest("transfer_split"),
+        code=stage_code_digest("transfer_split"),
         transfer=get_transfer,
         variants=get_transfer_variants,
     script:
@@ -52,7 +52,7 @@ rule transfer_dataset:
         runtime=10,
     params:
         stage="transfer_dataset",
-        code=code_digest("transfer_dataset"),
+        code=stage_code_digest("transfer_dataset"),
         transfer=get_transfer,
         variants=get_transfer_variants,
     script:

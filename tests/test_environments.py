@@ -14,7 +14,7 @@ import pytest
 import yaml
 from workflow_runner import REPO_ROOT
 
-from workflow_scripts.embedders.registry import IMPLEMENTATIONS, implementation, stage_code_digest
+from workflow_scripts.embedders.registry import IMPLEMENTATIONS, stage_code_digest, stage_modules
 from workflow_scripts.plumbing.code_graph import (
     imported_names,
     module_digest,
@@ -187,19 +187,12 @@ def test_a_stage_cache_key_covers_its_own_code_only():
 def test_a_digest_covers_the_embedders_implementations_a_stage_runs_and_no_other():
     # Editing mert.py must not rerun the spectral embed jobs (nor invalidate their cached
     # pieces), nor fetch_model when spectral.py changes.
-    def closure(stage, embedder=None):
-        own = [implementation(embedder)] if embedder else []
-        leave_out = IMPLEMENTATIONS - set(own)
-        return frozenset().union(
-            *(workflow_closure(module, leave_out) for module in [f"workflow_scripts.stages.{stage}", *own])
-        )
-
-    spectral = closure("embed", "spectral")
+    spectral = stage_modules("embed", "spectral")
     assert {"workflow_scripts.embedders.spectral", "workflow_scripts.embedders.base"} <= spectral
     assert not {"workflow_scripts.embedders.mert", "workflow_scripts.embedders.weights"} & spectral
-    assert "workflow_scripts.embedders.posteriorgram" in closure("embed", "pianoroll")
-    assert "workflow_scripts.embedders.weights" in closure("fetch_model")
-    assert not IMPLEMENTATIONS & closure("fetch_model")
+    assert "workflow_scripts.embedders.posteriorgram" in stage_modules("embed", "pianoroll")
+    assert "workflow_scripts.embedders.weights" in stage_modules("fetch_model")
+    assert not IMPLEMENTATIONS & stage_modules("fetch_model")
     assert len({stage_code_digest("embed", name) for name in ("spectral", "basic_pitch", "pianoroll", "mert")}) == 4
     assert stage_code_digest("embed", "mert") == stage_code_digest("embed", "hubert_base")  # one module
     # An implementation importing another (not through the package's lazy build_embedder)
@@ -226,7 +219,7 @@ def test_every_stage_rule_reruns_when_the_code_behind_it_changes():
     # modules in params makes an edit to workflow_scripts/stages/<stage>.py rerun the stage.
     stages = set()
     for smk, block, stage in stage_rules():
-        assert re.search(rf'code=code_digest\("{stage}"(, embedder)?\)', block), (
+        assert re.search(rf'code=stage_code_digest\("{stage}"(, embedder)?\)', block), (
             f"{stage} in rules/{smk}: no code digest"
         )
         module = module_path(f"workflow_scripts.stages.{stage}")

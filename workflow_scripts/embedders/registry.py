@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from workflow_scripts.plumbing.code_graph import module_digest
+import functools
+
+from workflow_scripts.plumbing.code_graph import sources_digest, workflow_closure
 
 # name -> whether its jobs ask for a GPU (resources: gpu=1), whether it has weights to fetch,
 # and its module in this package
@@ -40,10 +42,19 @@ def implementation(name: str) -> str:
 IMPLEMENTATIONS = frozenset(implementation(name) for name in EMBEDDERS)
 
 
-def stage_code_digest(stage: str, embedder: str | None = None) -> str:
+def stage_modules(stage: str, embedder: str | None = None) -> frozenset[str]:
     """The code behind a stage's results: its module and what it imports, but of the
     embedders' implementations only ``embedder``'s. The embedders package reaches every
     implementation (build_embedder imports them lazily), so without this an edit to mert.py
     would rerun the spectral embed jobs, fetch_model and everything after them."""
     own = [implementation(embedder)] if embedder else []
-    return module_digest(f"workflow_scripts.stages.{stage}", *own, leave_out=IMPLEMENTATIONS - set(own))
+    leave_out = IMPLEMENTATIONS - set(own)
+    return frozenset().union(
+        *(workflow_closure(module, leave_out) for module in [f"workflow_scripts.stages.{stage}", *own])
+    )
+
+
+@functools.cache
+def stage_code_digest(stage: str, embedder: str | None = None) -> str:
+    """Digest of :func:`stage_modules`: in each rule's params and in the embed cache keys."""
+    return sources_digest(stage_modules(stage, embedder))

@@ -82,12 +82,17 @@ def third_party_imports(module: str) -> set[str]:
     return found
 
 
-@functools.cache
-def module_digest(*modules: str, leave_out: frozenset[str] = frozenset()) -> str:
-    """Digest of the sources of the ``modules``' closure: changes when the code behind it does."""
+def sources_digest(modules: frozenset[str]) -> str:
+    """Digest of the sources of exactly ``modules``: changes when their code does."""
     digest = hashlib.sha256()
-    for current in sorted(frozenset().union(*(workflow_closure(module, leave_out) for module in modules))):
+    for current in sorted(modules):
         path = module_path(current)
         digest.update(path.relative_to(PACKAGE_ROOT).as_posix().encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
+
+
+@functools.cache
+def module_digest(module: str) -> str:
+    """Digest of the sources of ``module``'s closure: changes when the code behind it does."""
+    return sources_digest(workflow_closure(module))
