@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,24 +16,16 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 from mert_fixture import build_small_mert, mert_settings
+from render_fixture import PIANO, render_jobs
 
 from workflow_scripts.embedders import build_embedder
 from workflow_scripts.music.synth import resolve_soundfont
 from workflow_scripts.plumbing.embeddings_table import table_to_embeddings
 from workflow_scripts.stages.embed import ClipBatcher, JobStats, PieceFiles, SplittingRunner, embed_batch, prefetched
-from workflow_scripts.stages.render import RenderSettings, render_batch
+from workflow_scripts.stages.render import render_batch
 
 PIECES = ("bwv2.6", "bwv3.6", "bwv4.8")
-RENDER = RenderSettings(
-    sample_rate=24000,
-    tempo_qpm=240,
-    window_measures=2,
-    hop_measures=2,
-    programs=(0,),
-    velocity=90,
-    transpose=0,
-    gain=0.3,
-)
+RENDER = replace(PIANO, tempo_qpm=240, window_measures=2, hop_measures=2)
 
 
 @pytest.fixture(scope="module")
@@ -41,15 +34,7 @@ def rendered(tmp_path_factory) -> Path:
     from workflow_runner import music21_chorale
 
     out = tmp_path_factory.mktemp("rendered")
-    pieces = [
-        {
-            "piece_id": name,
-            "source": str(music21_chorale(name)),
-            "audio": str(out / f"{name}.flac"),
-            "manifest": str(out / f"{name}.snippets.parquet"),
-        }
-        for name in PIECES
-    ]
+    pieces = render_jobs({name: music21_chorale(name) for name in PIECES}, out)
     render_batch(pieces, RENDER, resolve_soundfont(None), out / "cache", logging.getLogger("chorale_id.tests"))
     return out
 

@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from render_fixture import PIANO, render_jobs
 
 from workflow_scripts.embedders import EmbedderError, build_embedder
 from workflow_scripts.embedders.pianoroll import snippet_notes, snippet_rolls
@@ -17,20 +18,10 @@ from workflow_scripts.music.synth import resolve_soundfont
 from workflow_scripts.plumbing.embeddings_table import table_to_embeddings
 from workflow_scripts.plumbing.snippet_audio import MANIFEST_SCHEMA, SNIPPET_SCHEMA
 from workflow_scripts.stages.embed import PieceFiles, embed_batch
-from workflow_scripts.stages.render import RenderSettings, render_batch
+from workflow_scripts.stages.render import render_batch
 
 C_MAJOR = (60, 64, 67)
-RATE = 24000
-PIANO = RenderSettings(
-    sample_rate=RATE,
-    tempo_qpm=120,
-    window_measures=4,
-    hop_measures=4,
-    programs=(0,),
-    velocity=90,
-    transpose=0,
-    gain=0.3,
-)
+RATE = PIANO.sample_rate
 
 
 def one_chord_manifest(seconds: float = 2.0, pitches=C_MAJOR) -> pa.Table:
@@ -90,12 +81,7 @@ def test_the_render_stage_keeps_the_notes_it_played_transposed(chorale_folder, t
     for transpose in (0, 2):
         settings = replace(PIANO, transpose=transpose)
         out = tmp_path / f"up{transpose}"
-        piece = {
-            "piece_id": "bwv2.6",
-            "source": str(chorale_folder / "bwv2.6.mxl"),
-            "audio": str(out / "bwv2.6.flac"),
-            "manifest": str(out / "bwv2.6.snippets.parquet"),
-        }
+        [piece] = render_jobs({"bwv2.6": chorale_folder / "bwv2.6.mxl"}, out)
         render_batch([piece], settings, resolve_soundfont(None), tmp_path / "cache", logging.getLogger("test"))
         manifest = pq.read_table(piece["manifest"])
         notes = snippet_notes(manifest)
@@ -115,12 +101,7 @@ def test_the_render_stage_keeps_the_notes_it_played_transposed(chorale_folder, t
 def test_the_embed_stage_runs_pianoroll_without_reading_audio(chorale_folder, tmp_path):
     settings = PIANO
     out = tmp_path / "piano"
-    piece = {
-        "piece_id": "bwv3.6",
-        "source": str(chorale_folder / "bwv3.6.mxl"),
-        "audio": str(out / "bwv3.6.flac"),
-        "manifest": str(out / "bwv3.6.snippets.parquet"),
-    }
+    [piece] = render_jobs({"bwv3.6": chorale_folder / "bwv3.6.mxl"}, out)
     render_batch([piece], settings, resolve_soundfont(None), tmp_path / "cache", logging.getLogger("test"))
     (out / "bwv3.6.flac").write_bytes(b"not audio")  # pianoroll must not need it
     files = PieceFiles(
