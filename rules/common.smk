@@ -37,6 +37,7 @@ except CorpusError as error:
     raise WorkflowError(f"config 'corpus': {error}") from None
 PIECES = [source.piece_id for source in SOURCES]
 SOURCE_OF = {source.piece_id: str(source.path) for source in SOURCES}
+TUNE_OF = {source.piece_id: source.tune_index for source in SOURCES}
 VARIANTS = list(config["variants"])
 EMBEDDERS = list(config["embedders"])
 SPLITS = list(config["splits"]["names"])

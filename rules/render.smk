@@ -11,7 +11,8 @@ for variant in VARIANTS:
             name:
                 f"render_{variant}_batch{batch_index:03d}"
             input:
-                sources=[SOURCE_OF[piece] for piece in batch],
+                # A tune book's tunes share one file: each listed once here, per piece in params.
+                sources=sorted({SOURCE_OF[piece] for piece in batch}),
             output:
                 # The index first: Snakemake matches a requested file against a rule's
                 # outputs in order, and the index is what the next steps request.
@@ -33,6 +34,8 @@ for variant in VARIANTS:
                 stage="render",
                 code=stage_code_digest("render"),
                 pieces=batch,
+                sources=[SOURCE_OF[piece] for piece in batch],
+                tunes=[TUNE_OF[piece] for piece in batch],
                 settings=render_settings(config, variant),
                 soundfont=soundfont_for(variant),
                 cache=CACHE,

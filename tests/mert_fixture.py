@@ -1,9 +1,9 @@
 """Small random models of MERT's architecture (and its relatives'), saved the way the published checkpoints are.
 
-MERT: the published config.json and preprocessor_config.json (tests/data/mert/, see its
-README for their provenance) with only the size fields overridden (narrow, two layers), so
-the loader meets the checkpoints' own key sets: 4.24-era keys, the ``mert_model`` type,
-MERT's options; the weights are a torch pickle with the weight-norm tensors under their
+MERT: the published config.json and preprocessor_config.json (tests/data/mert/: MERT-v1-95M's
+byte for byte; its README gives their provenance, and MERT-v1-330M's) with only the size fields
+overridden (narrow, two layers), so the loader meets the checkpoints' own key sets: 4.24-era
+keys, the ``mert_model`` type, MERT's options; the weights are a torch pickle with the weight-norm tensors under their
 older names (weight_g / weight_v), as in a 2023 checkpoint, or safetensors. The reference
 model is built from transformers' config class with the published architectural fields
 named one by one, not through the loader's own translation of config.json.
@@ -43,8 +43,9 @@ ARCHITECTURE_FIELDS = (
     "layer_norm_eps",
     "hidden_act",
     "num_feat_extract_layers",
-    "conv_pos_batch_norm",
 )
+# conv_pos_batch_norm is not among them: MERT's config.json does not have it (a later transformers
+# option), so both the loader's config and the reference model take HubertConfig's default, False.
 
 
 def published_config(name: str = "MERT-v1-95M") -> dict:

@@ -7,18 +7,43 @@ direct forward of the model it was made from.
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
 import pytest
 import torch
-from mert_fixture import build_small_mert, build_small_native, mert_settings, published_config
+from mert_fixture import DATA, build_small_mert, build_small_native, mert_settings, published_config
 
 from workflow_scripts.embedders import EmbedderError, build_embedder
 from workflow_scripts.embedders.mert import padding_allowed, resample
-from workflow_scripts.embedders.weights import check_known_files, expected_files, resolve_model_folder
+from workflow_scripts.embedders.weights import FULL_SHA256, check_known_files, expected_files, resolve_model_folder
+from workflow_scripts.plumbing.io_utils import sha256_file
+from workflow_scripts.plumbing.settings import SCHEMA_PATH, load_schema
 
 RATE = 24000
+MERT_95M_REVISION = "12af15fef9d0ac838c3f475bfbbf26d2060dd4f5"
+MERT_95M_WEIGHTS_SHA256 = "a2b8b747f72c06e0595aeae41ae5473f4364938c6b39b2c58be38c48e6bd3fcd"
+# The published files tests/data/mert/ copies (its README says where each fact was found): size,
+# SHA-256, and the git blob SHA-1, the id the hub's API gives a small file (public code records it
+# beside the size, a check independent of the SHA-256).
+PUBLISHED_FILES = {
+    "MERT-v1-95M.config.json": (
+        1817,
+        "ea2627c4c7825cd66f3c944b6b966331604c35928174e0100cd4a82829424e32",
+        "8061aff2203f5caeb5c58628dba945de3ef71079",
+    ),
+    "MERT-v1-95M.preprocessor_config.json": (
+        211,
+        "cc5a5e4a5d3b1a758a5ed984b2eaa15bb0522d811d44a9eed82bfca4baa0dc8f",
+        "12d419697ffa30069405b3ace413be9a997e9f7f",
+    ),
+    "MERT-v0-public.preprocessor_config.json": (
+        212,
+        "28672bb3f7a0872af91f29edb75b5aeadddaa7a79109ad387d58b754bc9e8f6f",
+        "39b6440871e1ee5445df0885a53e18561b8e15d6",
+    ),
+}
 
 
 def clip(seconds: float, seed: int, rate: int = RATE) -> np.ndarray:
@@ -92,17 +117,134 @@ def test_a_checkpoint_of_another_class_is_refused(tmp_path):
         )
 
 
-def test_known_checksums_are_checked_for_the_pinned_revision(tmp_path):
-    files = {"pytorch_model.bin": {"bytes": 377552987, "sha256": "a2b8b747" + "0" * 56}}
-    recorded = {"pytorch_model.bin": {"bytes": 377552987, "sha256": "a2b8b747"}}
-    check_known_files(files, recorded, "mert")  # the published leading digits match
-    with pytest.raises(EmbedderError, match=r"121 bytes, not 377,552,987.*not a2b8b747"):
-        check_known_files({"pytorch_model.bin": {"bytes": 121, "sha256": "ff" * 32}}, recorded, "mert")
+def git_blob_sha1(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+@pytest.mark.parametrize("file_name", sorted(PUBLISHED_FILES))
+def test_the_test_data_are_the_published_files_byte_for_byte(file_name):
+    size, sha256, blob_id = PUBLISHED_FILES[file_name]
+    data = (DATA / file_name).read_bytes()
+    assert len(data) == size
+    assert hashlib.sha256(data).hexdigest() == sha256
+    assert git_blob_sha1(data) == blob_id
+
+
+def test_the_published_fields_the_digests_pin():
+    config = published_config("MERT-v1-95M")
+    assert "conv_pos_batch_norm" not in config
+    assert config["activation_dropout"] == 0.0 and config["layerdrop"] == 0.05
+    assert json.loads((DATA / "MERT-v1-95M.preprocessor_config.json").read_text())["do_normalize"] is True
+    v0 = json.loads((DATA / "MERT-v0-public.preprocessor_config.json").read_text())
+    assert v0["do_normalize"] is False and v0["sampling_rate"] == 16000
+
+
+def test_the_330m_config_is_the_95m_file_with_the_330m_architecture():
+    """No copy of MERT-v1-330M's config.json was found: the test file is the published 95M one with
+    the fields that make the 330M model, written the same way (see tests/data/mert/README.md)."""
+    base, large = published_config("MERT-v1-95M"), published_config("MERT-v1-330M")
+    assert {key for key in base.keys() | large.keys() if base.get(key) != large.get(key)} == {
+        "_name_or_path",
+        "attention_relax",
+        "do_stable_layer_norm",
+        "hidden_size",
+        "intermediate_size",
+        "num_attention_heads",
+        "num_hidden_layers",
+    }
+    text = (DATA / "MERT-v1-330M.config.json").read_text()
+    assert text == json.dumps(large, indent=2, sort_keys=True) + "\n"  # the 95M file's serialisation
+    assert (DATA / "MERT-v1-95M.config.json").read_text() == json.dumps(base, indent=2, sort_keys=True) + "\n"
+
+
+def shipped_pins(name: str) -> tuple[dict, dict]:
+    """(the schema's defaults, config.yaml's values) of an entry's revision and known_files."""
+    import yaml
+
+    schema = load_schema()["properties"]["embedder_settings"]["properties"][name]["properties"]
+    shipped = yaml.safe_load((SCHEMA_PATH.parent / "config.yaml").read_text())["embedder_settings"][name]
+    keys = ("revision", "known_files")
+    return {key: schema[key]["default"] for key in keys}, {key: shipped[key] for key in keys}
+
+
+@pytest.mark.parametrize("name", ["mert", "mert_330m", "mert_v0"])
+def test_the_shipped_pins_are_full_digests_and_config_yaml_repeats_the_schema(name):
+    defaults, shipped = shipped_pins(name)
+    assert shipped == defaults
+    assert len(shipped["revision"]) == 40 and shipped["known_files"]
+    for entry in shipped["known_files"].values():
+        assert "sha256" not in entry or FULL_SHA256.fullmatch(entry["sha256"])
+    assert shipped["known_files"].get("pytorch_model.bin", {}).get("sha256")
+
+
+def data_files_of(published: str) -> dict[str, dict]:
+    """The test data of one model as describe_model_folder records a folder's files."""
+    files = {}
+    for file_name in ("config.json", "preprocessor_config.json"):
+        path = DATA / f"{published}.{file_name}"
+        if path.is_file():
+            files[file_name] = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
+    return files
+
+
+def test_the_shipped_known_files_accept_the_test_data_and_tell_the_two_preprocessors_apart():
+    for name, published in (("mert", "MERT-v1-95M"), ("mert_v0", "MERT-v0-public")):
+        files = data_files_of(published)
+        known = shipped_pins(name)[1]["known_files"]
+        check_known_files(files, {key: known[key] for key in files}, name)
+    # MERT-v1-95M's preprocessor (do_normalize: true) is not MERT-v0-public's.
+    v0_preprocessor = {
+        "preprocessor_config.json": shipped_pins("mert_v0")[1]["known_files"]["preprocessor_config.json"]
+    }
+    with pytest.raises(EmbedderError, match="211 bytes, not the recorded 212.*preprocessor_config.json has SHA-256"):
+        check_known_files(data_files_of("MERT-v1-95M"), v0_preprocessor, "mert_v0")
+
+
+def test_known_checksums_must_match_in_full_and_the_error_names_both_values(tmp_path):
+    files = {"pytorch_model.bin": {"bytes": 377552987, "sha256": MERT_95M_WEIGHTS_SHA256}}
+    recorded = {"pytorch_model.bin": {"bytes": 377552987, "sha256": MERT_95M_WEIGHTS_SHA256}}
+    check_known_files(files, recorded, "mert")
+    # Another file that shares the leading digits is refused (a prefix check would take it).
+    lookalike = MERT_95M_WEIGHTS_SHA256[:8] + "0" * 56
+    with pytest.raises(EmbedderError) as error:
+        check_known_files({"pytorch_model.bin": {"bytes": 121, "sha256": lookalike}}, recorded, "mert")
+    message = str(error.value)
+    assert "pytorch_model.bin has 121 bytes, not the recorded 377,552,987" in message
+    assert f"pytorch_model.bin has SHA-256 {lookalike}, not the recorded {MERT_95M_WEIGHTS_SHA256}" in message
+    # A leading-digits pin is refused, even for the very file it begins.
+    for short in (MERT_95M_WEIGHTS_SHA256[:8], MERT_95M_WEIGHTS_SHA256[:63], MERT_95M_WEIGHTS_SHA256.upper()):
+        with pytest.raises(EmbedderError, match=f"not full digests.*pytorch_model.bin: '{short}'"):
+            check_known_files(files, {"pytorch_model.bin": {"sha256": short}}, "mert")
     with pytest.raises(EmbedderError, match="model.safetensors is missing"):
         check_known_files(files, {"model.safetensors": {"bytes": 1}}, "mert")
     # A local folder overrides the revision, so the revision's checksums do not apply to it.
     assert expected_files({"local_dir": str(tmp_path), "known_files": recorded}) == {}
     assert expected_files({"local_dir": None, "known_files": recorded}) == recorded
+
+
+def test_a_cached_revision_whose_files_differ_from_the_pins_is_refused_at_load(tmp_path):
+    """Through the hub cache, as an embed job reads it: the shipped pins against other weights."""
+    cache = tmp_path / "hf-cache"
+    snapshot = cache / "models--m-a-p--MERT-v1-95M" / "snapshots" / MERT_95M_REVISION
+    build_small_mert(snapshot)
+    _, shipped = shipped_pins("mert")
+    settings = mert_settings(snapshot, local_dir=None, cache_dir=str(cache), known_files=shipped["known_files"])
+    with pytest.raises(EmbedderError) as error:
+        build_embedder("mert", settings)
+    message = str(error.value)
+    weights = snapshot / "pytorch_model.bin"
+    assert (
+        f"pytorch_model.bin has SHA-256 {sha256_file(weights)}, not the recorded {MERT_95M_WEIGHTS_SHA256}" in message
+    )
+    assert f"pytorch_model.bin has {weights.stat().st_size:,} bytes, not the recorded 377,552,987" in message
+    assert "config.json has SHA-256" in message  # the small model's sizes are not the published ones
+    assert "preprocessor_config.json has" not in message  # the fixture copies the published file
+    # The same cache with pins that match what it holds loads.
+    matching = {
+        name: {"bytes": (snapshot / name).stat().st_size, "sha256": sha256_file(snapshot / name)}
+        for name in ("config.json", "pytorch_model.bin")
+    }
+    build_embedder("mert", {**settings, "known_files": {**shipped["known_files"], **matching}})
 
 
 def test_an_unpinned_revision_is_refused_naming_the_entry(tmp_path):

@@ -7,6 +7,7 @@ of MERT-v1's architecture saved the way the published checkpoint is (tests/mert_
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -15,7 +16,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
-from mert_fixture import build_small_mert, mert_settings
+from mert_fixture import DATA, build_small_mert, mert_settings
 from render_fixture import PIANO, render_jobs
 
 from workflow_scripts.embedders import build_embedder
@@ -179,7 +180,7 @@ def test_a_piece_that_cannot_be_read_is_named(rendered, model_folder, tmp_path, 
         embed_batch(pieces, "mert", mert_settings(model_folder), tmp_path / "cache", logger)
 
 
-def test_bf16_weights_stay_close_to_fp32(rendered, model_folder, tmp_path, logger):
+def test_bf16_true_shards_are_float32_from_bf16_weights(rendered, model_folder, tmp_path, logger):
     fp32 = embed_batch(job(rendered, tmp_path / "fp32"), "mert", mert_settings(model_folder), tmp_path / "c32", logger)
     bf16_settings = mert_settings(model_folder, precision="bf16-true")
     bf16 = embed_batch(job(rendered, tmp_path / "bf16"), "mert", bf16_settings, tmp_path / "c16", logger)
@@ -192,8 +193,79 @@ def test_bf16_weights_stay_close_to_fp32(rendered, model_folder, tmp_path, logge
         assert table.schema.field("embedding").type.value_type == "float"
         low = table_to_embeddings(table, 3, 32)
         high = table_to_embeddings(pq.read_table(tmp_path / "fp32" / f"{name}.parquet"), 3, 32)
-        cosine = (low * high).sum(-1) / (np.linalg.norm(low, axis=-1) * np.linalg.norm(high, axis=-1))
-        assert cosine.min() > 0.99 and not np.array_equal(low, high), (name, cosine.min())
+        assert low.shape == high.shape and np.all(np.isfinite(low)) and not np.array_equal(low, high)
+
+
+# How close bf16 comes to fp32 depends on the CPU: oneDNN and ATen pick other kernels where a
+# CPU has AMX or AVX512-BF16, and on a model of width 32 their rounding differs by far more than
+# on MERT's own width (cosine 0.95 on one AMX host, 0.99998 on AVX2). So the small model is
+# checked against itself: the same bf16 forward, done here by hand and pooled in float64. That
+# isolates what the embedder adds (normalisation, casting, pooling in float32) from the kernels,
+# and holds on every CPU. The drift of bf16 itself is measured on MERT-95M's architecture below.
+
+
+def pooled_by_hand(embedder, clip: np.ndarray, autocast: bool) -> np.ndarray:
+    """Mean over frames of every hidden state, in float64, from the embedder's own model."""
+    values, lengths = embedder._device_batch([clip])
+    values = embedder._normalise(values, torch.ones_like(values, dtype=torch.bool))
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        hidden = embedder.model(values.to(embedder.input_dtype), output_hidden_states=True).hidden_states
+    return np.stack([state[0].double().mean(dim=0).numpy() for state in hidden])
+
+
+def relative_error(vectors: np.ndarray, reference: np.ndarray) -> float:
+    return float((np.linalg.norm(vectors - reference, axis=-1) / np.linalg.norm(reference, axis=-1)).max())
+
+
+# float32 sums of a few hundred bf16 frames against float64 ones: a few float32 ulps. Pooling
+# in bf16 would be off by about 2^-8 (0.4%), so this tells the two apart.
+POOLING_TOLERANCE = 1e-5
+
+
+@pytest.mark.parametrize("precision", ["bf16-true", "bf16"])
+def test_bf16_pools_the_models_own_states_in_float32(model_folder, precision):
+    rng = np.random.default_rng(5)
+    clips = [(0.1 * rng.standard_normal(n)).astype(np.float32) for n in (24000, 36000)]
+    fp32 = build_embedder("mert", mert_settings(model_folder)).embed(clips)
+    embedder = build_embedder("mert", mert_settings(model_folder, precision=precision))
+    vectors = embedder.embed(clips)
+    assert embedder.precision == precision and vectors.dtype == np.float32
+    assert (next(embedder.model.parameters()).dtype == torch.bfloat16) == (precision == "bf16-true")
+    for clip, pooled in zip(clips, vectors):
+        reference = pooled_by_hand(embedder, clip, autocast=precision == "bf16")
+        assert relative_error(pooled, reference) < POOLING_TOLERANCE
+    assert not np.array_equal(vectors, fp32)  # bf16 did run
+
+
+def first_snippets(rendered: Path, name: str, count: int) -> list[np.ndarray]:
+    import soundfile
+
+    audio, _ = soundfile.read(rendered / f"{name}.flac", dtype="float32")
+    manifest = pq.read_table(rendered / f"{name}.snippets.parquet").to_pylist()[:count]
+    return [audio[row["sample_offset"] : row["sample_offset"] + row["num_samples"]] for row in manifest]
+
+
+def test_bf16_at_mert_95m_widths_stays_close_to_fp32(rendered, tmp_path):
+    """MERT-v1-95M's published config with random weights and two of its twelve layers (every
+    width as published: 768 wide, 512 convolution channels): each layer of two real snippets
+    within cosine 0.999 of fp32 on the first half second of two real snippets. The full architecture measured above 0.9999 on AVX2 and on AMX
+    hosts (docs/benchmarks.md, benchmarks/precision_drift.py); 0.999 leaves room for other kernels."""
+    from mert_fixture import published_config
+    from transformers import HubertModel
+
+    from workflow_scripts.embedders.mert import hubert_config_from
+
+    folder = tmp_path / "mert-95m-widths"
+    torch.manual_seed(0)
+    HubertModel(hubert_config_from({**published_config(), "num_hidden_layers": 2})).save_pretrained(folder)
+    shutil.copy(DATA / "MERT-v1-95M.preprocessor_config.json", folder / "preprocessor_config.json")
+    # Half a second of each: without native bf16 a CPU runs bf16 convolutions ~13x slower than fp32.
+    clips = [clip[:12000] for clip in first_snippets(rendered, PIECES[0], 2)]
+    high = build_embedder("mert", mert_settings(folder)).embed(clips).astype(np.float64)
+    low = build_embedder("mert", mert_settings(folder, precision="bf16-true")).embed(clips).astype(np.float64)
+    assert low.shape == (2, 3, 768)
+    cosine = (low * high).sum(-1) / (np.linalg.norm(low, axis=-1) * np.linalg.norm(high, axis=-1))
+    assert cosine.min() > 0.999, cosine
 
 
 def test_precision_falls_back_to_fp32_on_an_automatic_cpu(model_folder):
@@ -233,15 +305,3 @@ def test_a_checkpoint_without_normalisation_gets_raw_samples(tmp_path):
     expected = torch.stack(hidden, dim=1)[0].mean(dim=1).numpy()
     np.testing.assert_allclose(embedder.embed([audio])[0], expected, rtol=1e-4, atol=1e-5)
     assert embedder.describe()["settings"]["do_normalize"] is False
-
-
-def test_bf16_autocast_pools_in_float32(model_folder):
-    """Autocast covers the model only: the pooled sums come back as float32, close to fp32's."""
-    rng = np.random.default_rng(5)
-    clips = [(0.1 * rng.standard_normal(24000)).astype(np.float32) for _ in range(2)]
-    fp32 = build_embedder("mert", mert_settings(model_folder)).embed(clips)
-    autocast = build_embedder("mert", mert_settings(model_folder, precision="bf16"))
-    vectors = autocast.embed(clips)
-    assert autocast.precision == "bf16" and vectors.dtype == np.float32
-    cosine = (vectors * fp32).sum(-1) / (np.linalg.norm(vectors, axis=-1) * np.linalg.norm(fp32, axis=-1))
-    assert cosine.min() > 0.99

@@ -2,6 +2,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pytest
 import pyarrow.parquet as pq
 import soundfile
 from render_fixture import PIANO, render_jobs
@@ -71,3 +72,46 @@ def test_a_piece_shorter_than_one_window_is_excluded_with_the_reason(chorale_fol
     pieces = batch(chorale_folder, tmp_path / "out", ["bwv3.6"])
     render_batch(pieces, long_windows, resolve_soundfont(None), tmp_path / "cache", logger)
     assert "fewer than one window" in read_provenance(pieces[0]["manifest"])["reason"]
+
+
+def music21_demo(name: str) -> Path:
+    from workflow_scripts.stages.corpus import music21_corpus_folder
+
+    return music21_corpus_folder("demos") / name
+
+
+def test_unpitched_notes_are_skipped_and_counted_and_a_drum_part_alone_is_excluded(chorale_folder, tmp_path, logger):
+    """music21's own drum sample (unpitched percussion only) once stopped the whole batch."""
+    sources = {"drums": music21_demo("drum_sample.xml"), "bwv3.6": chorale_folder / "bwv3.6.mxl"}
+    pieces = render_jobs(sources, tmp_path / "out")
+    counts = render_batch(pieces, PIANO, resolve_soundfont(None), tmp_path / "cache", logger)
+    assert counts == {"computed": 2, "restored": 0, "excluded": 1}
+    drums = read_provenance(pieces[0]["manifest"])
+    assert drums["status"] == "excluded"
+    assert "no notes with a pitch (32 unpitched notes or empty chords skipped)" in drums["reason"]
+    chorale = read_provenance(pieces[1]["manifest"])
+    assert chorale["status"] == "ok" and chorale["piece"]["unpitched_skipped"] == 0
+
+
+def test_an_unexpected_error_from_one_score_excludes_that_piece_with_its_type(chorale_folder, tmp_path, logger, caplog):
+    """A tune book edited after the run was planned: its tune 5 is gone, and reading it raises IndexError."""
+    import logging
+
+    book = tmp_path / "book.abc"
+    book.write_text("X:1\nT:Only tune\nM:4/4\nL:1/4\nK:C\nCDEF|GABc|cBAG|FEDC|]\n", encoding="utf-8")
+    pieces = render_jobs({"book_tune5": book, "book_tune1": book, "bwv3.6": chorale_folder / "bwv3.6.mxl"}, tmp_path)
+    pieces[0]["tune_index"], pieces[1]["tune_index"] = 4, 0
+    with caplog.at_level(logging.WARNING):
+        counts = render_batch(pieces, PIANO, resolve_soundfont(None), tmp_path / "cache", logger)
+    assert counts["excluded"] == 1 and counts["computed"] == 3
+    reason = read_provenance(pieces[0]["manifest"])["reason"]
+    assert reason.startswith("reading the score failed: IndexError:") and "tune 4" in reason
+    assert "Traceback" in caplog.text  # the job log keeps where it was raised
+    tune = read_provenance(pieces[1]["manifest"])
+    assert tune["status"] == "ok" and tune["tune_index"] == 0 and tune["piece"]["title"] == "Only tune"
+
+
+def test_a_missing_soundfont_fails_the_job_naming_it(chorale_folder, tmp_path, logger):
+    pieces = batch(chorale_folder, tmp_path / "out", ["bwv3.6"])
+    with pytest.raises(FileNotFoundError, match="no-such.sf2"):
+        render_batch(pieces, PIANO, tmp_path / "no-such.sf2", tmp_path / "cache", logger)

@@ -137,3 +137,17 @@ def test_bad_midi_files_say_why(tmp_path):
     )
     with pytest.raises(ScoreError, match="no notes"):
         parse_score(silent, 100)
+
+
+def test_an_empty_chord_and_unpitched_notes_are_skipped_and_counted():
+    import music21
+
+    from workflow_scripts.music.segment import score_from_music21
+
+    measure = music21.stream.Measure(number=1)
+    measure.append(
+        [music21.note.Note("C4"), music21.chord.Chord([]), music21.note.Unpitched(), music21.note.Note("E4")]
+    )
+    score = score_from_music21(music21.stream.Score([music21.stream.Part([measure])]), 60, default_title="made here")
+    assert [event.key for event in score.events] == [60, 64]
+    assert score.unpitched_skipped == 2 and score.voice_pitches == [[60, 64]] and score.title == "made here"

@@ -357,19 +357,56 @@ EMPTY_MUSICXML = """<?xml version="1.0" encoding="UTF-8"?>
 
 
 def test_a_folder_with_broken_scores_runs_through_to_the_report(tmp_path):
-    """Unreadable and empty scores are excluded with their reasons; everything else, the report included, finishes."""
+    """Unreadable, empty and percussion-only scores are excluded with their reasons; a tune
+    book gives one piece per tune; everything else, the report included, finishes."""
+    from workflow_scripts.stages.corpus import music21_corpus_folder
+
     folder = make_project(
         tmp_path / "broken",
         {"probes": {"linear_lbfgs_std": {"optimizer": "lbfgs", "normalization": "standardize"}}, "sweep": {"grid": {}}},
     )
     (folder / "scores" / "unreadable.mxl").write_bytes(b"this is not a zipped MusicXML file")
     (folder / "scores" / "empty.musicxml").write_text(EMPTY_MUSICXML, encoding="utf-8")
+    demos = music21_corpus_folder("demos")
+    (folder / "scores" / "drums.xml").write_bytes((demos / "drum_sample.xml").read_bytes())
+    (folder / "scores" / "book.abc").write_text(TUNE_BOOK, encoding="utf-8")
     snakemake(folder, "--cores", "2")
 
     catalog = pd.read_csv(folder / "results/corpus/piano/catalog.tsv", sep="\t", keep_default_na=False)
     excluded = catalog[catalog.status != "ok"].set_index("piece_id")
-    assert set(excluded.index) == {"unreadable", "empty"} and all(excluded.reason.str.len() > 0)
+    assert set(excluded.index) == {"unreadable", "empty", "drums"} and all(excluded.reason.str.len() > 0)
+    assert "32 unpitched notes or empty chords skipped" in excluded.reason["drums"]
     included = catalog[catalog.status == "ok"]
-    assert len(included) == len(PIECES) and all(value.isdigit() for value in included.snippets.astype(str))
+    assert set(included.piece_id) == {*PIECES, "book_tune3", "book_tune8"}
+    assert all(value.isdigit() for value in included.snippets.astype(str))
+    assert catalog.set_index("piece_id").tune_index.astype(str).to_dict()["book_tune8"] == "1"
     report = (folder / "results/report/index.html").read_text()
-    assert "2 excluded" in report and "unreadable" in report and "empty" in report
+    assert "3 excluded" in report and "unreadable" in report and "drums" in report
+
+
+# Two tunes of one book, each two 4-measure windows long at the test tempo.
+TUNE_BOOK = """%abc
+L:1/4
+
+X:3
+T:Third
+M:4/4
+K:D
+DEFG|A2F2|GFED|E4|DEFG|A2F2|GFED|D4|]
+
+X:8
+T:Eighth
+M:3/4
+K:G
+GAB|c2A|BAG|A3|GAB|c2A|BAG|G3|]
+"""
+
+
+def test_piece_ids_equal_but_for_case_are_refused_before_anything_runs(tmp_path):
+    folder = make_project(tmp_path / "case", pieces=FOUR_CHORALES[:1])
+    source = folder / "scores" / f"{FOUR_CHORALES[0]}.mxl"
+    (folder / "scores" / f"{FOUR_CHORALES[0].upper()}.mxl").write_bytes(source.read_bytes())
+    completed = snakemake(folder, "-n", check=False)
+    assert completed.returncode != 0
+    message = completed.stdout + completed.stderr
+    assert "differ only in case" in message and "BWV2.6.mxl" in message

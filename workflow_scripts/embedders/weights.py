@@ -8,6 +8,7 @@ first, so compute nodes without internet still find the weights.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,8 @@ from workflow_scripts.plumbing.io_utils import sha256_file
 # Only what loading needs: configs and weights, never the repository's Python code.
 MODEL_FILES = ("config.json", "preprocessor_config.json", "*.safetensors", "pytorch_model.bin")
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+# What known_files must record as a sha256: the whole digest, never its leading digits.
+FULL_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def fetch_target(name: str) -> str:
@@ -94,9 +97,22 @@ def expected_files(settings: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def check_known_files(files: dict[str, dict[str, Any]], known: dict[str, dict[str, Any]], name: str) -> None:
     """Refuse model files whose size or SHA-256 differs from what the config records.
 
-    ``known`` maps a file name to ``bytes`` and/or ``sha256`` (a full digest, or its leading hex
-    digits where only those are published); a recorded file the folder lacks is refused too.
+    ``known`` maps a file name to ``bytes`` and/or ``sha256``, the full 64-digit digest; a recorded
+    file the folder lacks is refused too. A shorter ``sha256`` (leading digits) is refused before
+    any file is looked at: a prefix pin would accept a different file that shares those digits.
+    Every error names the file's value and the recorded one in full.
     """
+    short = [
+        f"{file_name}: '{expected['sha256']}'"
+        for file_name, expected in known.items()
+        if expected.get("sha256") is not None and not FULL_SHA256.fullmatch(str(expected["sha256"]))
+    ]
+    if short:
+        raise EmbedderError(
+            f"embedder_settings.{name}.known_files records SHA-256 values that are not full digests "
+            f"(64 lowercase hex digits): {'; '.join(short)}. Record each file's full SHA-256 (the hub's file "
+            "page lists it; or `sha256sum` of a copy you trust), or leave sha256 out and check bytes only."
+        )
     problems = []
     for file_name, expected in known.items():
         found = files.get(file_name)
@@ -104,9 +120,9 @@ def check_known_files(files: dict[str, dict[str, Any]], known: dict[str, dict[st
             problems.append(f"{file_name} is missing (the folder has {sorted(files)})")
             continue
         if expected.get("bytes") is not None and found["bytes"] != expected["bytes"]:
-            problems.append(f"{file_name} has {found['bytes']:,} bytes, not {expected['bytes']:,}")
-        if expected.get("sha256") and not found["sha256"].startswith(expected["sha256"]):
-            problems.append(f"{file_name} has SHA-256 {found['sha256']}, not {expected['sha256']}...")
+            problems.append(f"{file_name} has {found['bytes']:,} bytes, not the recorded {expected['bytes']:,}")
+        if expected.get("sha256") and found["sha256"] != expected["sha256"]:
+            problems.append(f"{file_name} has SHA-256 {found['sha256']}, not the recorded {expected['sha256']}")
     if problems:
         raise EmbedderError(
             f"the model files of {name} are not those embedder_settings.{name}.known_files records: "

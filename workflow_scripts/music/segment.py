@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from workflow_scripts.music.tune_books import abc_tune_text
+
 
 class ScoreError(ValueError):
     """A score that cannot give snippets; the message says why, and the piece is excluded."""
@@ -45,6 +47,9 @@ class ParsedScore:
     measure_numbers: list[int]
     events: list[NoteEvent]
     voice_pitches: list[list[int]]  # per part, the highest pitch of each note or chord in time order
+    # Notes and chords without a pitch (unpitched percussion, an empty chord): skipped, since
+    # a General MIDI melodic program cannot play them; counted so the catalog can say so.
+    unpitched_skipped: int = 0
 
     @property
     def measures(self) -> int:
@@ -120,29 +125,57 @@ def score_key(parsed) -> str:
 MIDI_SUFFIXES = (".mid", ".midi")
 
 
-def parse_score(path: str | Path, tempo_qpm: float) -> ParsedScore:
+def parse_score(path: str | Path, tempo_qpm: float, tune_index: int | None = None) -> ParsedScore:
     """Read a score into measure timings and note events: MIDI files directly (mido),
-    every other format with music21.
+    every other format with music21. ``tune_index`` picks one tune of an ABC collection.
 
     Raises :class:`ScoreError` with the reason when the file does not parse or holds
-    no measures or notes.
+    no measures or notes, or when reading it fails in any other way that belongs to
+    this file (an exception from music21 or mido, an element it did not expect): the
+    piece is then excluded and the other pieces of a batch go on. Only running out of
+    memory is left to fail the job.
     """
-    if Path(path).suffix.lower() in MIDI_SUFFIXES:
-        return parse_midi(path, tempo_qpm)
-    return parse_with_music21(path, tempo_qpm)
+    try:
+        if Path(path).suffix.lower() in MIDI_SUFFIXES:
+            return parse_midi(path, tempo_qpm)
+        return parse_with_music21(path, tempo_qpm, tune_index)
+    except (ScoreError, MemoryError):
+        raise
+    except Exception as error:  # an odd file can trip any line of a parser
+        raise ScoreError(f"reading the score failed: {type(error).__name__}: {error}") from error
 
 
-def parse_with_music21(path: str | Path, tempo_qpm: float) -> ParsedScore:
+def music21_parse(path: str | Path, tune_index: int | None):
     import music21
 
+    # One tune's text, not the whole book: music21 would parse every tune of the file.
+    tune_text = None if tune_index is None else abc_tune_text(Path(path), tune_index)
     try:
+        if tune_text is not None:
+            return music21.converter.parse(tune_text, format="abc", forceSource=True)
         # Always from the file itself, and no pickle left in music21's scratch folder: a
         # cached parse from another music21 version must not decide what is rendered.
-        parsed = music21.converter.parse(str(path), forceSource=True, storePickle=False)
+        return music21.converter.parse(str(path), forceSource=True, storePickle=False)
     except Exception as error:  # music21 raises many unrelated types for bad files
         raise ScoreError(f"music21 could not parse the file: {type(error).__name__}: {error}") from error
+
+
+def parse_with_music21(path: str | Path, tempo_qpm: float, tune_index: int | None = None) -> ParsedScore:
+    import music21
+
+    parsed = music21_parse(path, tune_index)
     if isinstance(parsed, music21.stream.Opus):
-        raise ScoreError("the file holds several scores (an opus); split it into one file per piece")
+        raise ScoreError(
+            "the file holds several scores (an opus) that a text scan could not tell apart; "
+            "split it into one file per piece"
+        )
+    return score_from_music21(parsed, tempo_qpm, default_title=Path(path).stem)
+
+
+def score_from_music21(parsed, tempo_qpm: float, default_title: str) -> ParsedScore:
+    """Measure timings and note events of a parsed music21 score (one score, not an opus)."""
+    import music21
+
     parts = list(parsed.parts) if hasattr(parsed, "parts") and len(parsed.parts) else [parsed]
     seconds_per_quarter = 60.0 / tempo_qpm
 
@@ -159,7 +192,7 @@ def parse_with_music21(path: str | Path, tempo_qpm: float) -> ParsedScore:
     measure_starts_s = np.array(starts_quarters + [end_quarters], dtype=np.float64) * seconds_per_quarter
     measure_numbers = [int(measure.number) for measure in measures]
 
-    events, voice_pitches = [], []
+    events, voice_pitches, unpitched = [], [], 0
     for voice, part in enumerate(parts):
         pitches = []
         # In place: the parsed score is ours, and a copy costs a third of the parse.
@@ -168,6 +201,9 @@ def parse_with_music21(path: str | Path, tempo_qpm: float) -> ParsedScore:
             duration = float(element.duration.quarterLength)
             if duration <= 0:  # grace notes carry no time of their own
                 continue
+            if not element.pitches:
+                unpitched += 1
+                continue
             onset = float(element.offset) * seconds_per_quarter
             offset = onset + duration * seconds_per_quarter
             for pitch in element.pitches:
@@ -175,10 +211,11 @@ def parse_with_music21(path: str | Path, tempo_qpm: float) -> ParsedScore:
             pitches.append(max(int(pitch.midi) for pitch in element.pitches))
         voice_pitches.append(pitches)
     if not events:
-        raise ScoreError("the score has no notes")
+        reason = f" ({unpitched} unpitched notes or empty chords skipped)" if unpitched else ""
+        raise ScoreError(f"the score has no notes with a pitch{reason}")
     events.sort(key=lambda event: (event.onset_s, event.voice, event.key))
 
-    title = (parsed.metadata.bestTitle if parsed.metadata else None) or Path(path).stem
+    title = (parsed.metadata.bestTitle if parsed.metadata else None) or default_title
     key_name = score_key(parsed)
     return ParsedScore(
         title=str(title),
@@ -188,6 +225,7 @@ def parse_with_music21(path: str | Path, tempo_qpm: float) -> ParsedScore:
         measure_numbers=measure_numbers,
         events=events,
         voice_pitches=voice_pitches,
+        unpitched_skipped=unpitched,
     )
 
 

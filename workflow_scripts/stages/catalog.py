@@ -1,7 +1,8 @@
 """Catalog gather: every rendered piece's facts and every snippet, in two tables.
 
 ``catalog.tsv`` has one row per piece (title, key, measures, parts, duration, snippets,
-status and the reason a piece was excluded); ``snippets.parquet`` has every snippet of
+status and the reason a piece was excluded, how many unpitched notes were skipped, the
+source file and, for a tune of a tune book, its place in the file); ``snippets.parquet`` has every snippet of
 the included pieces, and is what the splits are drawn from.
 """
 
@@ -27,11 +28,14 @@ CATALOG_COLUMNS = [
     "measures",
     "duration_s",
     "snippets",
+    # Notes and chords without a pitch (unpitched percussion, empty chords) that the render skipped.
+    "unpitched_skipped",
     "source",
+    "tune_index",
     "source_sha256",
 ]
 # Counts stay integers with an excluded piece (no facts) among them: empty cells, not "5.0".
-INTEGER_COLUMNS = ("parts", "measures", "snippets")
+INTEGER_COLUMNS = ("parts", "measures", "snippets", "unpitched_skipped", "tune_index")
 
 
 def build_catalog(manifest_paths: list[str | Path]) -> tuple[pd.DataFrame, pa.Table, dict]:
@@ -44,6 +48,7 @@ def build_catalog(manifest_paths: list[str | Path]) -> tuple[pd.DataFrame, pa.Ta
                 "status": provenance["status"],
                 "reason": provenance["reason"],
                 "source": provenance["source"],
+                "tune_index": provenance.get("tune_index"),
                 "source_sha256": provenance["source_sha256"],
                 **{key: value for key, value in provenance["piece"].items() if key != "voice_pitches"},
             }

@@ -3,6 +3,11 @@
 Listing the corpus must be cheap because the Snakefile does it on every start-up:
 this module finds music21's corpus folder without importing music21 and never
 parses a score.
+
+A collection file (an ABC tune book: O'Neill's 1850, Essen, Ryan's Mammoth) holds many
+tunes; each tune is a piece of its own, found by a text scan of the file's ``X:`` lines
+(music21 is never asked). Its id is the file stem and the tune's own number,
+``0001-0050_tune17``, so ids stay put when tunes are added to other files.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from workflow_scripts.music.tune_books import abc_tune_numbers
 
 # Formats music21 parses as scores, most preferred first: where one piece id exists
 # in several formats (music21's Bach corpus has bwv277 as .krn and .mxl), the
@@ -32,10 +39,28 @@ class CorpusError(ValueError):
 class ScoreSource:
     piece_id: str
     path: Path
+    # In a collection file: which tune (0-based, in file order) and its own number (ABC X:).
+    tune_index: int | None = None
+    tune_number: int | None = None
 
     @property
     def format(self) -> str:
         return self.path.suffix.lower().lstrip(".")
+
+
+def expand_collection(path: Path, piece_id: str) -> list[ScoreSource]:
+    """One source per tune of an ABC file holding several tunes; the file itself otherwise."""
+    numbers = abc_tune_numbers(path) if path.suffix.lower() == ".abc" else []
+    if len(numbers) < 2:
+        return [ScoreSource(piece_id, path)]
+    seen: dict[int, int] = {}
+    sources = []
+    for index, number in enumerate(numbers):
+        seen[number] = seen.get(number, 0) + 1
+        # A number used twice in one file (it happens in hand-made books) gets its occurrence.
+        suffix = f"tune{number}" if seen[number] == 1 else f"tune{number}.{seen[number]}"
+        sources.append(ScoreSource(f"{piece_id}_{suffix}", path, tune_index=index, tune_number=number))
+    return sources
 
 
 def piece_id_from_path(path: Path) -> str:
@@ -67,7 +92,7 @@ def list_score_files(folder: Path, include_analyses: bool = False) -> list[Path]
 
 
 def assign_piece_ids(paths: list[Path], allow_format_duplicates: bool) -> list[ScoreSource]:
-    """One source per piece id.
+    """One source per piece id (per tune for collection files).
 
     Two files with one id in different formats are the same piece written twice; with
     ``allow_format_duplicates`` the preferred format is kept. Anything else sharing an
@@ -89,7 +114,26 @@ def assign_piece_ids(paths: list[Path], allow_format_duplicates: bool) -> list[S
         rank = (SCORE_FORMATS + ANALYSIS_FORMATS).index
         if rank(path.suffix.lower()) < rank(kept.suffix.lower()):
             by_id[piece_id] = path
-    return [ScoreSource(piece_id, by_id[piece_id]) for piece_id in sorted(by_id, key=natural_key)]
+    sources = [
+        source for piece_id in sorted(by_id, key=natural_key) for source in expand_collection(by_id[piece_id], piece_id)
+    ]
+    refuse_ids_equal_but_for_case(sources)
+    return sources
+
+
+def refuse_ids_equal_but_for_case(sources: list[ScoreSource]) -> None:
+    """A piece id names output files, and a laptop's file system (macOS, Windows) often
+    ignores case: there ``Case.flac`` and ``case.flac`` are one file, so one piece would
+    overwrite the other."""
+    by_folded: dict[str, ScoreSource] = {}
+    for source in sources:
+        other = by_folded.setdefault(source.piece_id.casefold(), source)
+        if other.piece_id != source.piece_id:
+            raise CorpusError(
+                f"piece ids '{other.piece_id}' ({other.path}) and '{source.piece_id}' ({source.path}) "
+                "differ only in case, and on a file system that ignores case their outputs would be one file. "
+                "Rename one of the files."
+            )
 
 
 def natural_key(text: str) -> list[Any]:
@@ -146,6 +190,8 @@ def sources_table(sources: list[ScoreSource]):
             "piece_id": [source.piece_id for source in sources],
             "format": [source.format for source in sources],
             "source": [str(source.path) for source in sources],
+            # Blank for a file that is one piece; the ABC X: number for a tune of a collection.
+            "tune": ["" if source.tune_number is None else str(source.tune_number) for source in sources],
         }
     )
 

@@ -1,5 +1,6 @@
 """Fetch an embedder's weights into the cache, on the submit host before any GPU job, and
-check the files against the checksums the config knows (embedders/weights.py)."""
+check the files against the sizes and full SHA-256s the config records (embedders/weights.py:
+a file that differs is refused, the error naming both values)."""
 
 from __future__ import annotations
 

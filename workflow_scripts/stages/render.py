@@ -5,7 +5,11 @@ A job renders a batch of pieces (one process, one SoundFont load). Per piece it 
 (one row per snippet: measures, times, where its samples lie in the audio file, and the
 notes the synthesiser played in it).
 A score that cannot be rendered is recorded as excluded, with the reason, in an empty
-manifest; the other pieces of the batch are not affected.
+manifest; the other pieces of the batch are not affected. "Cannot be rendered" means
+anything that belongs to the one file (music21 or mido failing on it, an element the
+parser did not expect): the reason names the exception, and the job log has its
+traceback. What is not about one file (no SoundFont, FluidSynth not loadable, a full
+disk) fails the job with its own message, since every other piece would fail the same way.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import pyarrow as pa
 
 from workflow_scripts.music.segment import ScoreError, events_in_window, parse_score, snippet_windows
 from workflow_scripts.music.synth import FluidSynthRenderer, played_notes
+from workflow_scripts.music.tune_books import abc_tune_sha256
 from workflow_scripts.plumbing.batch_index import write_batch_index
 from workflow_scripts.plumbing.code_graph import module_digest
 from workflow_scripts.plumbing.io_utils import sha256_file, write_parquet_atomic
@@ -61,9 +66,25 @@ def snippet_id(piece_id: str, index: int) -> str:
     return f"{piece_id}:{index:03d}"
 
 
-def render_piece(source: Path, piece_id: str, settings: RenderSettings, renderer: FluidSynthRenderer):
+def source_sha256(source: Path, tune_index: int | None) -> str:
+    """What the piece's render depends on: the file, or one tune of a tune book."""
+    if tune_index is None:
+        return sha256_file(source)
+    try:
+        return abc_tune_sha256(source, tune_index)
+    except IndexError:  # the book lost that tune since the run was planned: render_piece says so
+        return ""
+
+
+def render_piece(
+    source: Path,
+    piece_id: str,
+    settings: RenderSettings,
+    renderer: FluidSynthRenderer,
+    tune_index: int | None = None,
+):
     """Audio, manifest table and piece facts for one score; raises ScoreError to exclude it."""
-    score = parse_score(source, settings.tempo_qpm)
+    score = parse_score(source, settings.tempo_qpm, tune_index)
     windows = snippet_windows(score, settings.window_measures, settings.hop_measures)
     if not windows:
         raise ScoreError(
@@ -110,6 +131,7 @@ def render_piece(source: Path, piece_id: str, settings: RenderSettings, renderer
         "duration_s": round(score.duration_s, 6),
         "snippets": len(rows),
         "peak": float(np.max(np.abs(audio))) if audio.size else 0.0,
+        "unpitched_skipped": score.unpitched_skipped,
         # For the corpus audit: which pieces are the same music or the same tune.
         "voice_pitches": score.voice_pitches,
     }
@@ -123,7 +145,8 @@ def render_batch(
     cache_root: Path,
     logger,
 ) -> dict[str, int]:
-    """Render each ``{"piece_id", "source", "audio", "manifest"}`` of a batch; returns counts."""
+    """Render each ``{"piece_id", "source", "audio", "manifest"}`` of a batch (and
+    ``"tune_index"`` for a tune of a tune book); returns counts."""
     soundfont_sha256 = sha256_file(soundfont)
     cache = PieceCache(cache_root, "render")
     counts = {"computed": 0, "restored": 0, "excluded": 0}
@@ -133,11 +156,12 @@ def render_batch(
         for number, piece in enumerate(pieces, start=1):
             source = Path(piece["source"])
             outputs = {"flac": Path(piece["audio"]), "snippets.parquet": Path(piece["manifest"])}
-            source_sha256 = sha256_file(source)
+            tune_index = piece.get("tune_index")
+            digest = source_sha256(source, tune_index)
             key = cache.key(
                 {
                     "piece_id": piece["piece_id"],
-                    "source_sha256": source_sha256,
+                    "source_sha256": digest,
                     "settings": settings.as_dict(),
                     "soundfont_sha256": soundfont_sha256,
                     "code": module_digest(__name__),
@@ -155,18 +179,20 @@ def render_batch(
                 settings.as_dict(),
                 piece_id=piece["piece_id"],
                 source=str(source),
-                source_sha256=source_sha256,
+                source_sha256=digest,
+                tune_index=tune_index,
                 soundfont={"path": str(soundfont), "sha256": soundfont_sha256},
                 libraries=package_versions("music21", "pyfluidsynth", "soundfile"),
             )
             try:
-                audio, manifest, facts = render_piece(source, piece["piece_id"], settings, renderer)
+                audio, manifest, facts = render_piece(source, piece["piece_id"], settings, renderer, tune_index)
                 provenance.update(status="ok", reason="", piece=facts)
             except ScoreError as error:
                 audio, manifest = np.zeros(0, dtype=np.float32), MANIFEST_SCHEMA.empty_table()
                 provenance.update(status="excluded", reason=str(error), piece={})
                 counts["excluded"] += 1
-                logger.warning("%s excluded: %s (%s)", piece["piece_id"], error, source)
+                # The traceback of what the parser raised, for whoever mends the file.
+                logger.warning("%s excluded: %s (%s)", piece["piece_id"], error, source, exc_info=error.__cause__)
             provenance["clipped_samples"] = write_audio(audio, settings.sample_rate, outputs["flac"])
             write_parquet_atomic(manifest, outputs["snippets.parquet"], provenance)
             cache.store(key, outputs)
@@ -188,9 +214,13 @@ def render_batch(
 def main(snakemake) -> None:  # pragma: no cover - the Snakemake edge
     logger = job_logger("render", snakemake.log[0])
     pieces = [
-        {"piece_id": piece_id, "source": source, "audio": audio, "manifest": manifest}
-        for piece_id, source, audio, manifest in zip(
-            snakemake.params.pieces, snakemake.input.sources, snakemake.output.audio, snakemake.output.manifests
+        {"piece_id": piece_id, "source": source, "tune_index": tune_index, "audio": audio, "manifest": manifest}
+        for piece_id, source, tune_index, audio, manifest in zip(
+            snakemake.params.pieces,
+            snakemake.params.sources,
+            snakemake.params.tunes,
+            snakemake.output.audio,
+            snakemake.output.manifests,
         )
     ]
     counts = render_batch(
