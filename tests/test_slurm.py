@@ -125,7 +125,10 @@ def test_the_slurm_profile_runs_every_job_through_sbatch(cluster, tmp_path):
     )
 
     locally = make_mert_project(tmp_path / "locally", model)
-    snakemake(locally, "--cores", "2", "--resources", "gpu=1")
+    # As many cores as the cluster's node: Snakemake gives a job min(its threads, cores) threads,
+    # and torch's sums depend on the thread count, so on a host with more than 2 CPUs a 2-core
+    # local run would compute MERT's vectors with fewer threads than the SLURM job did.
+    snakemake(locally, "--cores", str(cluster.cpus), "--resources", "gpu=1")
     assert {rule for rule, _ in jobs_from_logs(locally)} == {rule for rule, _ in jobs}
     for embedder in ("spectral", "mert"):
         relative = f"results/datasets/{embedder}/piano/embeddings.parquet"
