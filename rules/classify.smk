@@ -1,9 +1,44 @@
+# preconditions runs before any probe: it checks once per variant or transfer that the splits
+# leave something to learn from (workflow_scripts/probes/preconditions.py); classify, retrieval
+# and geometry write a "not run" result with its reason instead of failing.
+rule preconditions:
+    """Check once what the probes, retrieval and geometry of a variant need; name what fails."""
+    input:
+        assignments=get_precondition_assignments,
+        catalogs=get_precondition_catalogs,
+    output:
+        preconditions=preconditions_path("{variant}"),
+    log:
+        log_path("preconditions", "{variant}"),
+    benchmark:
+        benchmark_path("preconditions", "{variant}")
+    localrule: True
+    conda:
+        "../envs/corpus.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        stage="preconditions",
+        code=stage_code_digest("preconditions"),
+        splits=get_precondition_splits,
+        geometry=get_precondition_geometry,
+        early_stopping_probes=EARLY_STOPPING_PROBES,
+        metric_head=config["retrieval"]["metric_head"]["enabled"],
+    script:
+        "../workflow_scripts/run_stage.py"
+
+
 rule classify:
     """Train one probe on the train snippets of a split and score it on the test snippets."""
     input:
         dataset=dataset_path("{embedder}", "{variant}"),
         assignment=split_path("{variant}", "{split}"),
         groups=audit_file("groups.tsv"),
+        # ancient(): the record also names this run's early-stopping probes, so adding a probe
+        # rewrites it; a stage's own inputs and settings already decide when it reruns, and a
+        # rewritten record alone must not retrain every probe (the same in rules/evaluate.smk).
+        preconditions=ancient(preconditions_path("{variant}")),
     output:
         metrics=probe_file("metrics.json"),
         per_class=probe_file("per_class.tsv"),

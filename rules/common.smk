@@ -189,6 +189,50 @@ def report_path():
     return "results/report/index.html"
 
 
+# Before any probe trains, the preconditions rule (rules/classify.smk) checks once per
+# variant or transfer that its splits leave something to learn from and to test on
+# (workflow_scripts/probes/preconditions.py). classify, retrieval and geometry read its record
+# and write a "not run" result with the reason when theirs fail, so a corpus too small to
+# split still ends in its report.
+def preconditions_path(variant):
+    return f"results/splits/{variant}/preconditions.json"
+
+
+def get_precondition_splits(wildcards):
+    """The splits checked for a variant: all of them; for a transfer, its by_snippet split."""
+    return ["by_snippet"] if wildcards.variant in TRANSFERS else SPLITS
+
+
+def get_precondition_assignments(wildcards):
+    return [split_path(wildcards.variant, split) for split in get_precondition_splits(wildcards)]
+
+
+def get_precondition_catalogs(wildcards):
+    if wildcards.variant in TRANSFERS:
+        return [catalog_path(variant) for variant in transfer_variants(wildcards.variant)]
+    return [catalog_path(wildcards.variant)]
+
+
+def get_precondition_geometry(wildcards):
+    """Geometry runs per rendering variant, not per transfer."""
+    return wildcards.variant not in TRANSFERS
+
+
+EARLY_STOPPING_PROBES = [name for name, probe in config["probes"].items() if probe.get("early_stopping")]
+
+
+def warn_what_did_not_run():
+    """At the end of a run, each variant's preconditions message: a corpus too small to
+    split finishes with its report and says, last, what did not run and why."""
+    from snakemake.logging import logger
+
+    from workflow_scripts.probes.preconditions import run_end_messages
+
+    records = [preconditions_path(variant) for variant in [*VARIANTS, *TRANSFERS]]
+    for message in run_end_messages(records, report_path()):
+        logger.warning(message)
+
+
 def retrieval_targets():
     return [
         retrieval_file("metrics.json", embedder, variant, split)

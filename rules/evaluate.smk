@@ -4,6 +4,7 @@ rule retrieval:
         dataset=dataset_path("{embedder}", "{variant}"),
         assignment=split_path("{variant}", "{split}"),
         groups=audit_file("groups.tsv"),
+        preconditions=ancient(preconditions_path("{variant}")),
     output:
         metrics=retrieval_file("metrics.json"),
         per_query=retrieval_file("per_query.parquet"),
@@ -38,6 +39,7 @@ rule geometry:
     """Same-piece versus different-piece distances, AUC and nearest-neighbour accuracy per layer."""
     input:
         dataset=dataset_path("{embedder}", "{variant}"),
+        preconditions=ancient(preconditions_path("{variant}")),
     output:
         summary=geometry_file("summary.json"),
         per_layer=geometry_file("per_layer.tsv"),

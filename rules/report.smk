@@ -8,6 +8,7 @@ rule report:
         audit=audit_file("summary.json"),
         groups=audit_file("groups.tsv"),
         catalogs=[catalog_path(variant) for variant in VARIANTS],
+        preconditions=[preconditions_path(variant) for variant in [*VARIANTS, *TRANSFERS]],
     output:
         report=report(
             report_path(), caption="../report/page.rst", category="Comparison", labels={"page": "standalone report"}
@@ -33,3 +34,7 @@ rule report:
         code=stage_code_digest("report"),
     script:
         "../workflow_scripts/run_stage.py"
+
+
+onsuccess:
+    warn_what_did_not_run()

@@ -6,12 +6,14 @@
 # Environment knobs: PYTHON (interpreter for the venv, default python3),
 # TORCH_SPEC (default: requirements/torch.txt's pin), SKIP_APT=1 to leave system packages alone,
 # WITH_SLURM=1 to add slurm-wlm and munge (for the cluster test, `pytest -m slurm`),
+# WITH_BROWSER=1 to add chromium (tests/test_report_page.py lays the report out in it),
 # UNPINNED=1 to install the newest releases that pyproject.toml allows instead of the lock.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(libfluidsynth3 fluid-soundfont-gm)
 [ "${WITH_SLURM:-0}" != 1 ] || APT_PACKAGES+=(slurm-wlm munge)
+[ "${WITH_BROWSER:-0}" != 1 ] || APT_PACKAGES+=(chromium)
 PYTHON=${PYTHON:-python3}
 TORCH_SPEC=${TORCH_SPEC:-$(grep -E '^torch==' requirements/torch.txt || true)}
 LOCK=requirements/lock.txt

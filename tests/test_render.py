@@ -2,8 +2,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import pytest
 import pyarrow.parquet as pq
+import pytest
 import soundfile
 from render_fixture import PIANO, render_jobs
 
@@ -115,3 +115,19 @@ def test_a_missing_soundfont_fails_the_job_naming_it(chorale_folder, tmp_path, l
     pieces = batch(chorale_folder, tmp_path / "out", ["bwv3.6"])
     with pytest.raises(FileNotFoundError, match="no-such.sf2"):
         render_batch(pieces, PIANO, tmp_path / "no-such.sf2", tmp_path / "cache", logger)
+
+
+def test_an_excluded_scores_traceback_goes_to_the_job_log_not_the_terminal(tmp_path, capsys):
+    from workflow_scripts.plumbing.job_log import job_logger
+
+    logger = job_logger("render", tmp_path / "render.log")
+    try:
+        raise ValueError("an odd element")
+    except ValueError as error:
+        logger.warning("piece x excluded: %s", error, exc_info=error)
+    logger.error("a failing job keeps its traceback on the terminal", exc_info=ValueError("boom"))
+    job_logger("render", None)  # closes the log file
+    terminal, log = capsys.readouterr().err, (tmp_path / "render.log").read_text()
+    assert "piece x excluded: an odd element (traceback in the job log)" in terminal
+    assert terminal.count("Traceback") == 0 and "ValueError: boom" in terminal
+    assert "Traceback (most recent call last)" in log and "raise ValueError" in log

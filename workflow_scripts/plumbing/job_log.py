@@ -14,6 +14,21 @@ PACKAGE_LOGGER = "chorale_id"
 _FORMAT = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
+class TracebackInLogOnly(logging.Formatter):
+    """For the terminal: a warning's traceback (an excluded score's, say) stays in the job's
+    log file, where it helps whoever mends the file; on stderr it would read as a failure."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.levelno < logging.ERROR and (record.exc_info or record.exc_text):
+            # A copy: the record's cached exc_text must still reach the file handler.
+            record = logging.makeLogRecord({**record.__dict__, "exc_info": None, "exc_text": None})
+            return super().format(record) + " (traceback in the job log)"
+        return super().format(record)
+
+
+_TERMINAL_FORMAT = TracebackInLogOnly("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
 def job_logger(stage: str, log_path: str | Path | None) -> logging.Logger:
     """The stage's logger; the package logger writes to stderr and to ``log_path``.
 
@@ -28,12 +43,14 @@ def job_logger(stage: str, log_path: str | Path | None) -> logging.Logger:
         root.handlers.clear()
         root.setLevel(logging.INFO)
         root.propagate = False
-        handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+        terminal = logging.StreamHandler(sys.stderr)
+        terminal.setFormatter(_TERMINAL_FORMAT)
+        handlers: list[logging.Handler] = [terminal]
         if target:
             Path(target).parent.mkdir(parents=True, exist_ok=True)
             handlers.append(logging.FileHandler(target, mode="w", encoding="utf-8"))
+            handlers[-1].setFormatter(_FORMAT)
         for handler in handlers:
-            handler.setFormatter(_FORMAT)
             root.addHandler(handler)
         root._chorale_log_path = target  # type: ignore[attr-defined]
     logger = logging.getLogger(f"{PACKAGE_LOGGER}.{stage}")

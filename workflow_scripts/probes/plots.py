@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -45,11 +47,40 @@ def plot_confusion(
     _save(figure, destination)
 
 
+def plot_note(destination, title: str, text: str) -> None:
+    """A figure that is a sentence: what stands where a plot would, and why there is none."""
+    figure, axis = plt.subplots(figsize=(8, 2.4))
+    axis.axis("off")
+    axis.text(0.0, 1.0, textwrap.fill(text, 110), va="top", ha="left", fontsize=8, transform=axis.transAxes)
+    axis.set_title(title, fontsize=9, loc="left")
+    _save(figure, destination)
+
+
+def plot_not_run(destination, title: str, reason: str) -> None:
+    plot_note(destination, f"not run: {title}", reason)
+
+
+def has_curve(curve: pd.DataFrame) -> bool:
+    """Whether training left a curve to draw: an iterative optimiser (Adam) records every
+    epoch; full-batch L-BFGS records one result, which is a point, not a curve."""
+    return len(curve) >= 2
+
+
 def plot_curve(curve: pd.DataFrame, destination, title: str) -> None:
+    """Loss and accuracy per epoch; for a single result, a sentence saying where training stopped."""
+    if not has_curve(curve):
+        last = curve.iloc[-1]
+        plot_note(
+            destination,
+            title,
+            f"No training curve: one result, after {int(last.step)} steps (for full-batch L-BFGS, function "
+            f"evaluations): training loss {last.loss:.4f}, train top-1 {last.train_top1:.1%}.",
+        )
+        return
     figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(10, 3.8))
     marker = "o" if len(curve) < 5 else None
     loss_axis.plot(curve.step, curve.loss, marker=marker)
-    loss_axis.set_xlabel("epoch / iteration")
+    loss_axis.set_xlabel("epoch")
     loss_axis.set_ylabel("training loss")
     for column, style in (
         ("train_top1", "-"),
@@ -63,7 +94,7 @@ def plot_curve(curve: pd.DataFrame, destination, title: str) -> None:
             continue
         accuracy_axis.plot(curve.step, curve[column], style, marker=marker, label=column.replace("_", " "))
     accuracy_axis.set_ylim(0, 1.02)
-    accuracy_axis.set_xlabel("epoch / iteration")
+    accuracy_axis.set_xlabel("epoch")
     accuracy_axis.set_ylabel("accuracy")
     accuracy_axis.legend(fontsize=8)
     figure.suptitle(title, fontsize=9)

@@ -37,6 +37,7 @@ from workflow_scripts.probes.metrics import (
     summarise_predictions,
     top_k_correct,
 )
+from workflow_scripts.probes.preconditions import NOT_RUN, RAN, failures_of, refusal
 
 NORMALIZATIONS = ("none", "standardize", "l2")
 OPTIMIZERS = ("adam", "lbfgs")
@@ -410,10 +411,57 @@ def _predictions_frame(data: ProbeData, scores: np.ndarray) -> pd.DataFrame:
     )
 
 
+def probe_uses(probe: ProbeSettings) -> list[str]:
+    """The preconditions a probe needs (workflow_scripts/probes/preconditions.py)."""
+    return ["probes", "early_stopping"] if probe.early_stopping else ["probes"]
+
+
+def not_run_metrics(probe: ProbeSettings, reason: str, failures: list, counts: dict[str, int]) -> dict[str, Any]:
+    """metrics.json of a probe its split's preconditions refused: the reason and the counts, no figures."""
+    return {
+        "status": NOT_RUN,
+        "reason": reason,
+        "failed_preconditions": [asdict(failure) for failure in failures],
+        "train_snippets": counts["train_snippets"],
+        "validation_snippets": counts["validation_snippets"],
+        "test_snippets": counts["test_snippets"],
+        "dropped_overlap_snippets": counts["dropped_overlap_snippets"],
+        "classes": counts["training_pieces"],
+        "probe": asdict(probe),
+    }
+
+
+def write_not_run(snakemake, metrics: dict[str, Any], title: str) -> None:  # pragma: no cover - the Snakemake edge
+    """Every output of the rule, empty but for the reason: the DAG goes on to the report, which says why."""
+    import pyarrow as pa
+
+    from workflow_scripts.plumbing.io_utils import write_json_atomic, write_parquet_atomic, write_tsv_atomic
+    from workflow_scripts.probes.plots import plot_not_run
+
+    write_json_atomic(snakemake.output.metrics, metrics)
+    write_tsv_atomic(pd.DataFrame(columns=["class", "support", "correct", "accuracy"]), snakemake.output.per_class)
+    schema = pa.schema(
+        [
+            ("snippet_id", pa.string()),
+            ("true_piece", pa.string()),
+            ("predicted_piece", pa.string()),
+            ("top5", pa.list_(pa.string())),
+            ("correct", pa.bool_()),
+        ]
+    )
+    write_parquet_atomic(schema.empty_table(), snakemake.output.predictions, metrics["provenance"])
+    write_tsv_atomic(pd.DataFrame(columns=["true_piece"]), snakemake.output.confusion)
+    write_tsv_atomic(pd.DataFrame(columns=["step", "loss"]), snakemake.output.curve)
+    for figure in ("confusion_png", "curve_png", "per_class_png"):
+        plot_not_run(getattr(snakemake.output, figure), title, metrics["reason"])
+
+
 def main(snakemake) -> None:  # pragma: no cover - the Snakemake edge
+    import json
+    from pathlib import Path
+
     import pyarrow as pa
     import pyarrow.parquet as pq
-    import torch
 
     from workflow_scripts.plumbing.io_utils import (
         read_provenance,
@@ -423,21 +471,10 @@ def main(snakemake) -> None:  # pragma: no cover - the Snakemake edge
     )
     from workflow_scripts.plumbing.job_log import job_logger
     from workflow_scripts.plumbing.provenance import provenance_record
-    from workflow_scripts.probes.metrics import confusion
-    from workflow_scripts.probes.plots import plot_confusion, plot_curve, plot_per_class
 
-    torch.set_num_threads(snakemake.threads)
     logger = job_logger("classify", snakemake.log[0])
     probe = ProbeSettings.from_config(snakemake.params.probe)
     dataset_provenance = read_provenance(snakemake.input.dataset)
-    result = run_probe(
-        pq.read_table(snakemake.input.dataset),
-        dataset_provenance["embedder"],
-        pq.read_table(snakemake.input.assignment).to_pandas(),
-        probe,
-        groups=pd.read_csv(snakemake.input.groups, sep="\t", keep_default_na=False),
-        logger=logger,
-    )
     split_settings = read_provenance(snakemake.input.assignment)["settings"]
     provenance = provenance_record(
         "classify",
@@ -450,7 +487,34 @@ def main(snakemake) -> None:  # pragma: no cover - the Snakemake edge
     variants = (
         dict(transfer) if transfer else {"train": [snakemake.wildcards.variant], "test": snakemake.wildcards.variant}
     )
-    metrics = {**result["metrics"], **leak_labels(split_settings), "variants": variants, "provenance": provenance}
+    labels = {**leak_labels(split_settings), "variants": variants, "provenance": provenance}
+    title = " / ".join(f"{k}={v}" for k, v in dict(snakemake.wildcards).items())
+    split = snakemake.wildcards.split
+    record = json.loads(Path(snakemake.input.preconditions).read_text(encoding="utf-8"))
+    reason = refusal(record, split, probe_uses(probe))
+    if reason:
+        # The preconditions job has said why, once, for every probe; this job only records it.
+        logger.info("not run: the split fails this probe's preconditions (%s)", snakemake.input.preconditions)
+        failures = failures_of(record, split, probe_uses(probe))
+        metrics = not_run_metrics(probe, reason, failures, record["checks"][split]["counts"])
+        write_not_run(snakemake, {**metrics, **labels}, title)
+        return
+
+    import torch
+
+    from workflow_scripts.probes.metrics import confusion
+    from workflow_scripts.probes.plots import plot_confusion, plot_curve, plot_per_class
+
+    torch.set_num_threads(snakemake.threads)
+    result = run_probe(
+        pq.read_table(snakemake.input.dataset),
+        dataset_provenance["embedder"],
+        pq.read_table(snakemake.input.assignment).to_pandas(),
+        probe,
+        groups=pd.read_csv(snakemake.input.groups, sep="\t", keep_default_na=False),
+        logger=logger,
+    )
+    metrics = {"status": RAN, **result["metrics"], **labels}
     if metrics["leaky"]:
         logger.warning(
             "the split was made without the overlap guard: these metrics are leaky "
@@ -467,7 +531,6 @@ def main(snakemake) -> None:  # pragma: no cover - the Snakemake edge
     )
     write_tsv_atomic(confusion_frame.reset_index(), snakemake.output.confusion)
     write_tsv_atomic(result["curve"], snakemake.output.curve)
-    title = " / ".join(f"{k}={v}" for k, v in dict(snakemake.wildcards).items())
     plot_confusion(matrix, result["class_names"], snakemake.output.confusion_png, title)
     plot_curve(result["curve"], snakemake.output.curve_png, title)
     plot_per_class(result["per_class"], snakemake.output.per_class_png, title)

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from workflow_scripts.probes.geometry import layer_geometry
+from workflow_scripts.probes.preconditions import NOT_RUN, RAN, refusal
 
 
 def sample_rows(count: int, maximum: int, seed: int) -> np.ndarray:
@@ -43,6 +44,9 @@ def tsne_map(vectors: np.ndarray, pieces: np.ndarray, piece_count: int, seed: in
 
 
 def main(snakemake) -> None:  # pragma: no cover - the Snakemake edge
+    import json
+    from pathlib import Path
+
     import pyarrow.parquet as pq
 
     from workflow_scripts.plumbing.embeddings_table import table_to_embeddings
@@ -52,13 +56,25 @@ def main(snakemake) -> None:  # pragma: no cover - the Snakemake edge
 
     settings = snakemake.params.settings
     embedder = read_provenance(snakemake.input.dataset)["embedder"]
+    provenance = provenance_record("geometry", settings, embedder=embedder, wildcards=dict(snakemake.wildcards))
+    title = f"{snakemake.wildcards.embedder} / {snakemake.wildcards.variant}"
+    record = json.loads(Path(snakemake.input.preconditions).read_text(encoding="utf-8"))
+    reason = refusal(record, "geometry", ["geometry"])
+    if reason:
+        # The preconditions job has said why; this one records it where the figures would be.
+        from workflow_scripts.probes.plots import plot_not_run
+
+        write_json_atomic(snakemake.output.summary, {"status": NOT_RUN, "reason": reason, "provenance": provenance})
+        write_tsv_atomic(pd.DataFrame(columns=["layer"]), snakemake.output.per_layer)
+        for figure in (snakemake.output.distances_png, snakemake.output.layers_png, snakemake.output.tsne_png):
+            plot_not_run(figure, title, reason)
+        return
     table = pq.read_table(snakemake.input.dataset)
     rows = sample_rows(table.num_rows, settings["max_snippets"], settings["seed"])
     vectors = table_to_embeddings(table, embedder["layers"], embedder["dim"])[rows]
     pieces = np.array(table.column("piece_id").to_pylist())[rows]
     per_layer, samples = geometry_table(vectors, pieces)
     headline_layer = "mean" if "mean" in samples else "0"
-    title = f"{snakemake.wildcards.embedder} / {snakemake.wildcards.variant}"
     plot_distance_histograms(
         samples[headline_layer], snakemake.output.distances_png, f"{title}, layer {headline_layer}"
     )
@@ -71,12 +87,5 @@ def main(snakemake) -> None:  # pragma: no cover - the Snakemake edge
     headline = per_layer.set_index("layer").loc[headline_layer].to_dict()
     write_json_atomic(
         snakemake.output.summary,
-        {
-            "layer": headline_layer,
-            **headline,
-            "snippets": int(len(rows)),
-            "provenance": provenance_record(
-                "geometry", settings, embedder=embedder, wildcards=dict(snakemake.wildcards)
-            ),
-        },
+        {"status": RAN, "layer": headline_layer, **headline, "snippets": int(len(rows)), "provenance": provenance},
     )

@@ -35,6 +35,7 @@ import pandas as pd
 from workflow_scripts.plumbing.roles import TRAINING_ROLES
 from workflow_scripts.probes.metric_learning import HeadSettings
 from workflow_scripts.probes.metrics import RESAMPLED_QUERIES_BY_PIECE, bootstrap_ci
+from workflow_scripts.probes.preconditions import NOT_RUN, RAN, refusal
 
 HITS_AT = (1, 5, 10)
 
@@ -221,6 +222,15 @@ def evaluate_retrieval(
     )
 
 
+def not_run_reason(preconditions_path: str, split: str, metric_head: bool) -> str | None:
+    """Why the split's preconditions (workflow_scripts/probes/preconditions.py) refuse retrieval, or None."""
+    import json
+    from pathlib import Path
+
+    record = json.loads(Path(preconditions_path).read_text(encoding="utf-8"))
+    return refusal(record, split, ["retrieval", "metric_head"] if metric_head else ["retrieval"])
+
+
 def main(snakemake) -> None:  # pragma: no cover - the Snakemake edge
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -240,11 +250,27 @@ def main(snakemake) -> None:  # pragma: no cover - the Snakemake edge
     logger = job_logger("retrieval", snakemake.log[0])
     settings = snakemake.params.settings
     head_settings = HeadSettings.from_config(settings["metric_head"])
+    embedder = read_provenance(snakemake.input.dataset)["embedder"]
+    provenance = provenance_record("retrieval", settings, embedder=embedder, wildcards=dict(snakemake.wildcards))
+    title = " / ".join(dict(snakemake.wildcards).values())
+    reason = not_run_reason(snakemake.input.preconditions, snakemake.wildcards.split, head_settings.enabled)
+    if reason:
+        # The preconditions job has said why; this one records it where the figures would be.
+        from workflow_scripts.probes.plots import plot_not_run
+
+        logger.info("not run: the split fails retrieval's preconditions (%s)", snakemake.input.preconditions)
+        write_json_atomic(
+            snakemake.output.metrics, {"status": NOT_RUN, "reason": reason, "results": [], "provenance": provenance}
+        )
+        empty = pd.DataFrame(columns=["representation", "relevance", *QUERY_COLUMNS, "snippet_id"])
+        write_parquet_atomic(pa.Table.from_pandas(empty, preserve_index=False), snakemake.output.per_query, provenance)
+        write_tsv_atomic(pd.DataFrame(columns=["epoch", "loss", "validation_map"]), snakemake.output.head_curve)
+        plot_not_run(snakemake.output.distances_png, title, reason)
+        return
     if head_settings.enabled:
         import torch
 
         torch.set_num_threads(snakemake.threads)
-    embedder = read_provenance(snakemake.input.dataset)["embedder"]
     table = pq.read_table(snakemake.input.dataset)
     vectors = select_layer(table_to_embeddings(table, embedder["layers"], embedder["dim"]), settings["layer"])[:, 0, :]
     assignment = pq.read_table(snakemake.input.assignment).to_pandas().set_index("snippet_id")
@@ -263,15 +289,13 @@ def main(snakemake) -> None:  # pragma: no cover - the Snakemake edge
         music_group_of=groups.set_index("piece_id")["music_group"].to_dict(),
     )
     per_query["snippet_id"] = np.array(snippet_ids)[roles == "test"][per_query["query"].to_numpy()]
-    provenance = provenance_record("retrieval", settings, embedder=embedder, wildcards=dict(snakemake.wildcards))
-    write_json_atomic(snakemake.output.metrics, {**summary, "provenance": provenance})
+    write_json_atomic(snakemake.output.metrics, {"status": RAN, **summary, "provenance": provenance})
     write_parquet_atomic(pa.Table.from_pandas(per_query, preserve_index=False), snakemake.output.per_query, provenance)
     history = figures["head_history"]
     write_tsv_atomic(
         history if history is not None else pd.DataFrame(columns=["epoch", "loss", "validation_map"]),
         snakemake.output.head_curve,
     )
-    title = " / ".join(dict(snakemake.wildcards).values())
     plot_representation_distances(
         figures["distance_samples"], summary["results"], snakemake.output.distances_png, title
     )

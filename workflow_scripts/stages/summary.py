@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from workflow_scripts.plumbing.io_utils import write_tsv_atomic
+from workflow_scripts.probes.preconditions import RAN
 
 SETTING_COLUMNS = ["head", "optimizer", "normalization", "layer", "class_weighting", "early_stopping"]
 FIGURE_COLUMNS = [
@@ -30,6 +31,8 @@ FIGURE_COLUMNS = [
     "selected_step",
     "train_seconds",
 ]
+# status: "ran", or "not run" when the split failed the probe's preconditions (reason says
+# which, with the counts; workflow_scripts/probes/preconditions.py): its figures are empty.
 # leaky: the split had no overlap guard, so test snippets share measures with training ones
 # (splits.overlap_guard: false); such a row measures the protocol, not the embedding.
 COLUMNS = [
@@ -43,6 +46,8 @@ COLUMNS = [
     *SETTING_COLUMNS,
     *FIGURE_COLUMNS,
     "ci95_resampling",
+    "status",
+    "reason",
 ]
 
 
@@ -54,6 +59,12 @@ def summary_row(metrics: dict) -> dict:
     row.update({column: metrics["probe"].get(column) for column in SETTING_COLUMNS})
     row.update({column: metrics.get(column) for column in FIGURE_COLUMNS})
     row["leaky"] = bool(metrics.get("leaky", False))
+    # Metrics from before the preconditions check all ran.
+    row["status"] = metrics.get("status", RAN)
+    row["reason"] = metrics.get("reason", "")
+    if row["status"] != RAN:
+        row["ci95_resampling"] = ""
+        return row
     # The unit the intervals resample ("pieces"); metrics from before cluster intervals resampled snippets.
     row["ci95_resampling"] = metrics.get("ci95_resampling", "snippets").split(":")[0]
     for key in ("top1_ci95", "top5_ci95"):
