@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from workflow_runner import (
     FOUR_CHORALES,
+    local_rule_patterns,
     make_project,
     planned_jobs,
     planned_outputs,
@@ -410,3 +411,16 @@ def test_piece_ids_equal_but_for_case_are_refused_before_anything_runs(tmp_path)
     assert completed.returncode != 0
     message = completed.stdout + completed.stderr
     assert "differ only in case" in message and "BWV2.6.mxl" in message
+
+
+def test_local_rules_are_read_from_the_workflow_sources(tmp_path):
+    """The SLURM test decides where each job should have run from `local_rule_patterns`."""
+    planned = planned_jobs(make_project(tmp_path / "project"))
+    local = {rule for rule in planned if any(pattern.fullmatch(rule) for pattern in local_rule_patterns())}
+    assert {"all", "preconditions", "audit", "catalog", "split", "summary", "report"} <= local, local
+    on_compute_nodes = set(planned) - local
+    assert {"classify", "retrieval", "geometry"} <= on_compute_nodes, on_compute_nodes
+    assert all(
+        rule.startswith(("render_", "embed_")) for rule in on_compute_nodes - {"classify", "retrieval", "geometry"}
+    )
+    assert any(pattern.fullmatch("fetch_model_mert") for pattern in local_rule_patterns())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -12,6 +13,29 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Four short real chorales: enough for every split to have train and test pieces.
 FOUR_CHORALES = ("bwv2.6", "bwv3.6", "bwv4.8", "bwv6.6")
+
+
+RULE_HEADER = re.compile(r"^\s*rule(?:\s+(\w+))?\s*:\s*$", re.MULTILINE)
+GENERATED_NAME = re.compile(r"^\s*name:\s*\n\s*f?\"([^\"]+)\"", re.MULTILINE)
+
+
+def local_rule_patterns() -> list[re.Pattern]:
+    """Rules the workflow declares ``localrule: True``, read from its own sources.
+
+    A generated rule's name (``f"fetch_model_{embedder}"``) becomes a pattern with its
+    placeholders as wildcards, so a test of where jobs ran never keeps its own list.
+    """
+    patterns = []
+    for source in [REPO_ROOT / "Snakefile", *sorted((REPO_ROOT / "rules").glob("*.smk"))]:
+        text = source.read_text()
+        headers = list(RULE_HEADER.finditer(text))
+        for header, following in zip(headers, [*headers[1:], None]):
+            block = text[header.end() : following.start() if following else len(text)]
+            if "localrule: True" not in block:
+                continue
+            name = header.group(1) or GENERATED_NAME.search(block).group(1)
+            patterns.append(re.compile(re.sub(r"\\\{\w+\\\}", r"\\w+", re.escape(name))))
+    return patterns
 
 
 def music21_chorale(name: str) -> Path:
