@@ -29,14 +29,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from workflow_scripts.plumbing.embeddings_table import table_to_embeddings  # noqa: E402
 from workflow_scripts.plumbing.io_utils import read_provenance  # noqa: E402
+from workflow_scripts.probes.kinds import neural  # noqa: E402
+from workflow_scripts.probes.kinds.neural import NeuralSettings  # noqa: E402
 from workflow_scripts.probes.layers import select_layer  # noqa: E402
 from workflow_scripts.probes.metrics import top_k_accuracy  # noqa: E402
-from workflow_scripts.stages import classify  # noqa: E402
-from workflow_scripts.stages.classify import ProbeSettings, assemble, fit_normalization  # noqa: E402
+from workflow_scripts.probes.probe_data import assemble, fit_normalization  # noqa: E402
 
 PROBES = {
-    "report Adam recipe": ProbeSettings(optimizer="adam", normalization="none"),
-    "fast L-BFGS": ProbeSettings(optimizer="lbfgs", normalization="standardize", weight_decay=1e-2, lbfgs_max_iter=50),
+    "report Adam recipe": NeuralSettings(optimizer="adam", normalization="none"),
+    "fast L-BFGS": NeuralSettings(optimizer="lbfgs", normalization="standardize", weight_decay=1e-2, lbfgs_max_iter=50),
 }
 
 
@@ -53,7 +54,7 @@ def main() -> None:
     vectors = select_layer(table_to_embeddings(table, embedder["layers"], embedder["dim"]), "mean")
     assignment = pq.read_table(arguments.split).to_pandas()
     # Skip the per-epoch train/test evaluation the workflow logs: time the optimisation alone.
-    classify._accuracy_pair = lambda model, features, labels: (float("nan"), float("nan"))
+    neural._accuracy_pair = lambda model, features, labels: (float("nan"), float("nan"))
     results = {}
     for name, probe in PROBES.items():
         data = assemble(
@@ -62,7 +63,7 @@ def main() -> None:
         normalize = fit_normalization(data.features["train"], probe.normalization)
         data.features = {role: normalize(values) for role, values in data.features.items()}
         started = time.perf_counter()
-        scores, _, _, _, _ = classify.train_probe(data, probe)
+        scores, _, _, _, _ = neural.train_probe(data, probe)
         seconds = time.perf_counter() - started
         results[name] = (
             seconds,

@@ -23,7 +23,7 @@ rule preconditions:
         code=stage_code_digest("preconditions"),
         splits=get_precondition_splits,
         geometry=get_precondition_geometry,
-        early_stopping_probes=EARLY_STOPPING_PROBES,
+        early_stopping_probes=VALIDATION_PROBES,
         metric_head=config["retrieval"]["metric_head"]["enabled"],
     script:
         "../workflow_scripts/run_stage.py"
@@ -40,36 +40,13 @@ rule classify:
         # rewritten record alone must not retrain every probe (the same in rules/evaluate.smk).
         preconditions=ancient(preconditions_path("{variant}")),
     output:
-        metrics=probe_file("metrics.json"),
-        per_class=probe_file("per_class.tsv"),
-        per_class_png=report(
-            probe_file("per_class.png"),
-            caption="../report/per_class.rst",
-            category="Probes",
-            subcategory="{embedder} / {variant} / {split}",
-            labels={"probe": "{probe}", "figure": "per-class accuracy"},
-        ),
-        predictions=probe_file("predictions.parquet"),
-        confusion=probe_file("confusion.tsv"),
-        confusion_png=report(
-            probe_file("confusion.png"),
-            caption="../report/confusion.rst",
-            category="Probes",
-            subcategory="{embedder} / {variant} / {split}",
-            labels={"probe": "{probe}", "figure": "confusion matrix"},
-        ),
-        curve=probe_file("curve.tsv"),
-        curve_png=report(
-            probe_file("curve.png"),
-            caption="../report/curve.rst",
-            category="Probes",
-            subcategory="{embedder} / {variant} / {split}",
-            labels={"probe": "{probe}", "figure": "training curve"},
-        ),
+        **classify_outputs(curve_figure=False),
     log:
         log_path("classify", "{embedder}/{variant}/{split}/{probe}"),
     benchmark:
         benchmark_path("classify", "{embedder}/{variant}/{split}/{probe}")
+    wildcard_constraints:
+        probe=alternatives(ONE_SHOT_PROBES),
     conda:
         "../envs/classify.yaml"
     threads: 2
@@ -81,6 +58,14 @@ rule classify:
         probe=get_probe_settings,
     script:
         "../workflow_scripts/run_stage.py"
+
+
+# Iterative kinds (Adam's epochs) also draw their training curve; the rest record one point.
+use rule classify as classify_iterative with:
+    output:
+        **classify_outputs(curve_figure=True),
+    wildcard_constraints:
+        probe=alternatives(ITERATIVE_PROBES),
 
 
 rule summary:

@@ -25,6 +25,7 @@ from workflow_scripts.plumbing.settings import (
     soundfont_setting,
 )
 from workflow_scripts.music.synth import SynthError, resolve_soundfont
+from workflow_scripts.probes.kinds import is_iterative, selects_on_validation
 
 try:
     complete_config(config, load_schema())
@@ -173,6 +174,32 @@ def probe_file(name, embedder="{embedder}", variant="{variant}", split="{split}"
     return f"{probe_folder(embedder, variant, split, probe)}/{name}"
 
 
+def probe_figure(name, caption, figure):
+    return report(
+        probe_file(name),
+        caption=f"../report/{caption}",
+        category="Probes",
+        subcategory="{embedder} / {variant} / {split}",
+        labels={"probe": "{probe}", "figure": figure},
+    )
+
+
+def classify_outputs(curve_figure):
+    """A classify job's outputs; curve.tsv records every kind's fit, the figure only an iterative one's."""
+    outputs = {
+        "metrics": probe_file("metrics.json"),
+        "per_class": probe_file("per_class.tsv"),
+        "per_class_png": probe_figure("per_class.png", "per_class.rst", "per-class accuracy"),
+        "predictions": probe_file("predictions.parquet"),
+        "confusion": probe_file("confusion.tsv"),
+        "confusion_png": probe_figure("confusion.png", "confusion.rst", "confusion matrix"),
+        "curve": probe_file("curve.tsv"),
+    }
+    if curve_figure:
+        outputs["curve_png"] = probe_figure("curve.png", "curve.rst", "training curve")
+    return outputs
+
+
 def summary_path():
     return "results/summary.tsv"
 
@@ -218,7 +245,15 @@ def get_precondition_geometry(wildcards):
     return wildcards.variant not in TRANSFERS
 
 
-EARLY_STOPPING_PROBES = [name for name, probe in config["probes"].items() if probe.get("early_stopping")]
+# What each probe's kind (workflow_scripts/probes/kinds/) says about it: whether it chooses a
+# setting on validation (the preconditions check that the split has validation snippets) and
+# whether it trains iteratively (only those probes have a training-curve figure).
+try:
+    VALIDATION_PROBES = [name for name, probe in config["probes"].items() if selects_on_validation(probe)]
+    ITERATIVE_PROBES = [name for name, probe in config["probes"].items() if is_iterative(probe)]
+except ValueError as error:
+    raise WorkflowError(f"config 'probes': {error}") from None
+ONE_SHOT_PROBES = [name for name in PROBES if name not in ITERATIVE_PROBES]
 
 
 def warn_what_did_not_run():

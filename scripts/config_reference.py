@@ -73,6 +73,14 @@ def rows_of(node: dict[str, Any], path: str, schema: dict[str, Any]) -> list[tup
         )
     for name, child in node.get("properties", {}).items():
         rows += rows_of(child, f"{path}.{name}" if path else name, schema)
+    # A block chosen by a discriminating field (a probe's kind): its keys, each marked with the block's kind.
+    for reference in dict.fromkeys(branch["then"]["$ref"] for branch in node.get("allOf", []) if "then" in branch):
+        block = resolve({"$ref": reference}, schema)
+        kind = block["properties"]["kind"]["const"]
+        for name, child in block["properties"].items():
+            if name != "kind":
+                key, kind_text, default, description = rows_of(child, f"{path}.{name}", schema)[0]
+                rows.append((key, kind_text, default, f"kind {kind}: {description}"))
     entries = node.get("additionalProperties")
     if isinstance(entries, dict):
         rows += rows_of(entries, f"{path}.<name>", schema)

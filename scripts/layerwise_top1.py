@@ -31,7 +31,8 @@ def layerwise(run: Path, embedder_name: str, setting: str, normalization: str) -
     import pyarrow.parquet as pq
 
     from workflow_scripts.plumbing.io_utils import read_provenance
-    from workflow_scripts.stages.classify import ProbeSettings, run_probe
+    from workflow_scripts.probes.kinds import settings_from_config
+    from workflow_scripts.stages.classify import run_probe
 
     dataset = run / f"results/datasets/{embedder_name}/{setting}/embeddings.parquet"
     assignment = run / f"results/splits/{setting}/by_snippet.parquet"
@@ -42,7 +43,7 @@ def layerwise(run: Path, embedder_name: str, setting: str, normalization: str) -
     table, split = pq.read_table(dataset), pq.read_table(assignment).to_pandas()
     rows = []
     for index, name in enumerate(layer_names(embedder)):
-        probe = ProbeSettings.from_config(
+        probe = settings_from_config(
             {
                 "optimizer": "lbfgs",
                 "normalization": normalization,

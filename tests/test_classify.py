@@ -3,14 +3,11 @@ import pandas as pd
 import pytest
 
 from workflow_scripts.plumbing.embeddings_table import embeddings_to_table
+from workflow_scripts.probes.kinds import settings_from_config
+from workflow_scripts.probes.kinds.neural import NeuralSettings, torch_threads
 from workflow_scripts.probes.layers import select_layer
-from workflow_scripts.stages.classify import (
-    ProbeSettings,
-    assemble,
-    fit_normalization,
-    run_probe,
-    torch_threads,
-)
+from workflow_scripts.probes.probe_data import assemble, fit_normalization
+from workflow_scripts.stages.classify import run_probe
 
 
 def clustered_dataset(classes=6, per_class=10, dim=16, layers=2, seed=0):
@@ -28,9 +25,11 @@ def clustered_dataset(classes=6, per_class=10, dim=16, layers=2, seed=0):
 @pytest.mark.parametrize(
     "probe",
     [
-        ProbeSettings(optimizer="adam", epochs=60, batch_size=16, learning_rate=0.01),
-        ProbeSettings(optimizer="lbfgs", normalization="standardize", weight_decay=1e-3),
-        ProbeSettings(optimizer="adam", normalization="l2", epochs=60, batch_size=16, learning_rate=0.01, layer="last"),
+        NeuralSettings(optimizer="adam", epochs=60, batch_size=16, learning_rate=0.01),
+        NeuralSettings(optimizer="lbfgs", normalization="standardize", weight_decay=1e-3),
+        NeuralSettings(
+            optimizer="adam", normalization="l2", epochs=60, batch_size=16, learning_rate=0.01, layer="last"
+        ),
     ],
 )
 def test_probes_learn_separable_classes(probe):
@@ -46,7 +45,7 @@ def test_probes_learn_separable_classes(probe):
 
 def test_training_is_deterministic():
     table, embedder, assignment = clustered_dataset(seed=3)
-    probe = ProbeSettings(optimizer="adam", epochs=20, batch_size=8)
+    probe = NeuralSettings(optimizer="adam", epochs=20, batch_size=8)
     first = run_probe(table, embedder, assignment, probe)
     second = run_probe(table, embedder, assignment, probe)
     assert np.array_equal(first["scores"], second["scores"])
@@ -71,7 +70,7 @@ def test_lbfgs_scores_are_the_same_bits_on_one_and_two_threads():
     import torch
 
     table, embedder, assignment = overlapping_dataset()
-    probe = ProbeSettings(optimizer="lbfgs", normalization="standardize", weight_decay=0.01, lbfgs_max_iter=50)
+    probe = NeuralSettings(optimizer="lbfgs", normalization="standardize", weight_decay=0.01, lbfgs_max_iter=50)
     scores = {}
     for threads in (1, 2):
         with torch_threads(threads):
@@ -111,7 +110,7 @@ def test_held_out_pieces_cannot_be_classified():
 def test_dropped_snippets_are_neither_trained_nor_tested():
     table, embedder, assignment = clustered_dataset()
     assignment.loc[assignment.snippet_id.str.endswith("001"), "role"] = "dropped_overlap"
-    metrics = run_probe(table, embedder, assignment, ProbeSettings(optimizer="lbfgs"))["metrics"]
+    metrics = run_probe(table, embedder, assignment, NeuralSettings(optimizer="lbfgs"))["metrics"]
     assert metrics["dropped_overlap_snippets"] == 6 and metrics["train_snippets"] == 42
 
 
@@ -123,7 +122,7 @@ def with_validation(assignment):
 
 def test_mlp_with_early_stopping_selects_on_validation_not_test():
     table, embedder, assignment = clustered_dataset(seed=4)
-    probe = ProbeSettings(
+    probe = NeuralSettings(
         head="mlp",
         hidden_units=32,
         dropout=0.1,
@@ -142,7 +141,7 @@ def test_mlp_with_early_stopping_selects_on_validation_not_test():
 
 def test_the_fixed_recipe_trains_on_train_and_validation():
     table, embedder, assignment = clustered_dataset()
-    result = run_probe(table, embedder, with_validation(assignment), ProbeSettings(optimizer="lbfgs"))
+    result = run_probe(table, embedder, with_validation(assignment), NeuralSettings(optimizer="lbfgs"))
     assert result["metrics"]["validation_snippets"] == 12 and "test_top1" in result["curve"]
 
 
@@ -159,7 +158,7 @@ def test_learned_layer_weights_favour_the_informative_layer():
         table.column("snippet_index").to_pylist(),
         vectors,
     )
-    probe = ProbeSettings(layer="weighted", epochs=150, batch_size=16, learning_rate=0.02)
+    probe = NeuralSettings(layer="weighted", epochs=150, batch_size=16, learning_rate=0.02)
     metrics = run_probe(noisy, embedder, assignment, probe)["metrics"]
     assert metrics["layer_weights"][1] > metrics["layer_weights"][0]
     assert metrics["top1"] >= 0.8
@@ -174,12 +173,12 @@ def test_group_level_accuracy_counts_confusions_inside_a_group():
 
 def test_probe_settings_reject_unknown_choices():
     with pytest.raises(ValueError, match="normalization"):
-        ProbeSettings.from_config({"normalization": "zscore"})
+        settings_from_config({"normalization": "zscore"})
     with pytest.raises(ValueError, match="lbfgs"):
-        ProbeSettings.from_config({"optimizer": "lbfgs", "head": "mlp"})
+        settings_from_config({"optimizer": "lbfgs", "head": "mlp"})
 
 
 def test_early_stopping_without_validation_snippets_is_refused_with_the_fix():
     table, embedder, assignment = clustered_dataset()  # train and test only, as with validation_fraction 0
     with pytest.raises(ValueError, match="validation_fraction"):
-        run_probe(table, embedder, assignment, ProbeSettings(optimizer="adam", early_stopping=True, epochs=5))
+        run_probe(table, embedder, assignment, NeuralSettings(optimizer="adam", early_stopping=True, epochs=5))

@@ -13,6 +13,7 @@ import pytest
 import yaml
 from workflow_runner import make_project, planned_jobs, snakemake, write_config
 
+from workflow_scripts.probes.kinds.neural import NeuralSettings
 from workflow_scripts.probes.preconditions import (
     catalog_counts,
     failed_preconditions,
@@ -22,7 +23,7 @@ from workflow_scripts.probes.preconditions import (
     run_message,
     split_counts,
 )
-from workflow_scripts.stages.classify import ProbeSettings, not_run_metrics, probe_uses
+from workflow_scripts.stages.classify import not_run_metrics, probe_uses
 from workflow_scripts.stages.report import headline_table
 from workflow_scripts.stages.split import make_split
 from workflow_scripts.stages.summary import summary_row
@@ -76,7 +77,7 @@ def test_one_piece_left_fails_every_use_and_the_message_names_counts_and_files()
     assert "No geometry figures: 1 piece(s) (no different-piece pairs" in message
     # One message for the variant: the excluded files and the remedies are named once.
     assert message.count("2 excluded") == 1 and message.count("What to do:") == 1
-    probe = ProbeSettings()
+    probe = NeuralSettings()
     assert refusal(record, "by_snippet", probe_uses(probe)).startswith("piano: 1 piece(s) left")
 
 
@@ -85,8 +86,8 @@ def test_an_empty_validation_share_refuses_only_probes_that_stop_early():
     record = record_for({f"p{index}": 2 for index in range(6)})
     counts = record["checks"]["by_snippet"]["counts"]
     assert counts["validation_snippets"] == 0 and counts["test_snippets"] == 6
-    assert refusal(record, "by_snippet", probe_uses(ProbeSettings(optimizer="lbfgs"))) is None
-    stopping = refusal(record, "by_snippet", probe_uses(ProbeSettings(early_stopping=True)))
+    assert refusal(record, "by_snippet", probe_uses(NeuralSettings(optimizer="lbfgs"))) is None
+    stopping = refusal(record, "by_snippet", probe_uses(NeuralSettings(early_stopping=True)))
     assert "No probe with early_stopping: true can run on by_snippet: no validation snippet" in stopping
     assert "splits.validation_fraction" in stopping
     # No probe of this run stops early: nothing to say.
@@ -125,7 +126,7 @@ def test_geometry_counts_come_from_the_catalog():
 
 def test_a_refused_probe_becomes_a_summary_row_and_a_headline_without_figures(tmp_path):
     record = record_for({"bwv2.6": 3}, {"empty": "no notes"})
-    probe = ProbeSettings(optimizer="lbfgs", normalization="standardize")
+    probe = NeuralSettings(optimizer="lbfgs", normalization="standardize")
     reason = refusal(record, "by_snippet", probe_uses(probe))
     metrics = not_run_metrics(probe, reason, [], record["checks"]["by_snippet"]["counts"])
     metrics["provenance"] = {
@@ -196,5 +197,5 @@ def test_one_chorale_and_broken_files_run_to_a_report_that_says_why_no_probe_ran
     config["probes"]["linear_adam_stopping"] = {"optimizer": "adam", "early_stopping": True}
     write_config(folder, config)
     jobs = planned_jobs(folder)
-    assert jobs.pop("classify") == 1 and jobs.pop("preconditions") == 1, jobs
+    assert jobs.pop("classify_iterative") == 1 and jobs.pop("preconditions") == 1, jobs
     assert set(jobs) <= {"summary", "report", "all"}, jobs

@@ -1,12 +1,12 @@
 import copy
 import re
-from dataclasses import fields
+from dataclasses import asdict, fields
 
 import pytest
 import yaml
 
 from workflow_scripts.plumbing.settings import SCHEMA_PATH, complete_config, load_schema, sweep_probes
-from workflow_scripts.stages.classify import ProbeSettings
+from workflow_scripts.probes.kinds import probe_kinds, selects_on_validation, settings_from_config
 
 REPO = SCHEMA_PATH.parent
 
@@ -19,11 +19,39 @@ def validated(config: dict) -> dict:
     return config
 
 
-def test_probe_defaults_agree_between_schema_and_code():
-    schema_probe = load_schema()["definitions"]["probe"]["properties"]
-    for field in fields(ProbeSettings):
-        assert field.name in schema_probe, field.name
-        assert schema_probe[field.name]["default"] == field.default, field.name
+@pytest.mark.parametrize("kind", sorted(probe_kinds()))
+def test_each_probe_kind_and_its_schema_block_agree_field_for_field(kind):
+    """The kind's dataclass is what runs; its schema block is what validates and documents it."""
+    block = load_schema()["definitions"][f"probe_{kind}"]["properties"]
+    settings = probe_kinds()[kind].settings
+    assert set(block) == {field.name for field in fields(settings)}
+    defaults = asdict(settings())
+    for name, spec in block.items():
+        assert spec["default"] == (list(defaults[name]) if isinstance(defaults[name], tuple) else defaults[name]), name
+
+
+def test_the_schema_names_exactly_the_probe_kinds_there_are():
+    schema = load_schema()["definitions"]
+    assert set(schema["probe"]["properties"]["kind"]["enum"]) == set(probe_kinds())
+    dispatched = {branch["then"]["$ref"].rsplit("_", 1)[1] for branch in schema["probe"]["allOf"]}
+    assert dispatched == set(probe_kinds())
+
+
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        ({"optimizer": "lbfgs"}, {"kind": "neural", "optimizer": "lbfgs", "head": "linear", "epochs": 1000}),
+        ({"kind": "logistic"}, {"kind": "logistic", "normalization": "standardize", "max_iter": 1000}),
+        ({"kind": "knn", "k_grid": [5, 1]}, {"kind": "knn", "normalization": "none", "k_grid": [5, 1]}),
+    ],
+)
+def test_validation_fills_the_defaults_of_the_probes_own_kind_only(entry, expected):
+    config = validated({"probes": {"p": entry}})
+    complete_config(config, load_schema())
+    probe = config["probes"]["p"]
+    assert {name: probe[name] for name in expected} == expected
+    assert set(probe) == {field.name for field in fields(probe_kinds()[expected["kind"]].settings)}
+    assert settings_from_config(probe).kind == expected["kind"]
 
 
 def test_metric_head_defaults_agree_between_schema_and_code():
@@ -43,14 +71,15 @@ def test_every_schema_key_has_a_description_and_a_default():
             walk(spec, f"{path}{name}.")
 
     walk(load_schema(), "")
-    walk(load_schema()["definitions"]["probe"], "probe.")
+    for kind in probe_kinds():
+        walk(load_schema()["definitions"][f"probe_{kind}"], f"probe_{kind}.")
 
 
 def test_shipped_config_is_valid_and_complete():
     config = validated(yaml.safe_load((REPO / "config.yaml").read_text()))
     complete_config(config, load_schema())
     assert config["variants"]["piano"]["tempo_qpm"] is None
-    assert all(probe["head"] in ("linear", "mlp") for probe in config["probes"].values())
+    assert all(settings_from_config(probe) for probe in config["probes"].values())
 
 
 @pytest.mark.parametrize(
@@ -60,6 +89,9 @@ def test_shipped_config_is_valid_and_complete():
         ({"segmentation": {"window_measures": "four"}}, "window_measures"),
         ({"embedders": ["wav2vec"]}, "wav2vec"),
         ({"probes": {"p": {"normalization": "zscore"}}}, "zscore"),
+        ({"probes": {"p": {"kind": "svm"}}}, "svm"),
+        ({"probes": {"p": {"kind": "knn", "epochs": 10}}}, "epochs"),  # a neural setting on another kind
+        ({"probes": {"p": {"kind": "logistic", "l2_grid": [0.0]}}}, "l2_grid"),
         ({"embedder_settings": {"mert": {"revision": "main"}}}, "revision"),
         ({"embed": {"gpu_model": "a100"}}, "gpu_model"),  # moved to stage_resources.gpu_jobs
         ({"stage_resources": {"embedding": {"slurm_partition": "gpu"}}}, "embedding"),
@@ -122,7 +154,7 @@ def test_report_protocol_configs_are_valid(protocol):
     assert config["splits"]["overlap_guard"] is (protocol == "b_guarded")
     assert config["corpus"]["analyses_as_pieces"] is (protocol == "d_no_guard_analyses")
     # No probe may wait for a validation part the protocol does not carve out.
-    assert not any(probe["early_stopping"] for probe in config["probes"].values())
+    assert not any(selects_on_validation(probe) for probe in config["probes"].values())
     assert {"linear_adam", "linear_adam_l2"} <= set(config["probes"])
 
 
@@ -158,7 +190,11 @@ def test_report_protocol_plans_with_a_dry_run(tmp_path, protocol, render_batches
     render_jobs = sum(count for rule, count in jobs.items() if rule.startswith("render_"))
     assert render_jobs == render_batches  # 410 or 430 pieces
     config = merged_config(REPORT_PROTOCOLS[protocol])
-    assert jobs["classify"] == 3 * len(config["embedders"]) and jobs["split"] == 1 and "retrieval" not in jobs
+    assert (
+        jobs.get("classify", 0) + jobs.get("classify_iterative", 0) == 3 * len(config["embedders"])
+        and jobs["split"] == 1
+        and "retrieval" not in jobs
+    )
 
 
 RULE_HEADER = re.compile(r"^\s*(?:local)?rule (\w+):$")

@@ -54,9 +54,11 @@ def test_outputs_have_their_schema_and_provenance(finished_run):
         "confusion.tsv",
         "confusion.png",
         "curve.tsv",
-        "curve.png",
     ):
         assert (folder / name).stat().st_size > 0
+    # A one-shot kind records its fit as one point; only the iterative probe draws a curve.
+    assert len(pd.read_csv(folder / "curve.tsv", sep="\t")) == 1 and not (folder / "curve.png").exists()
+    assert (folder.parent / "linear_adam/curve.png").stat().st_size > 0
     for rule in (
         "render",
         "embed",
@@ -419,8 +421,7 @@ def test_local_rules_are_read_from_the_workflow_sources(tmp_path):
     local = {rule for rule in planned if any(pattern.fullmatch(rule) for pattern in local_rule_patterns())}
     assert {"all", "preconditions", "audit", "catalog", "split", "summary", "report"} <= local, local
     on_compute_nodes = set(planned) - local
-    assert {"classify", "retrieval", "geometry"} <= on_compute_nodes, on_compute_nodes
-    assert all(
-        rule.startswith(("render_", "embed_")) for rule in on_compute_nodes - {"classify", "retrieval", "geometry"}
-    )
+    probes_and_evaluation = {"classify", "classify_iterative", "retrieval", "geometry"}
+    assert probes_and_evaluation <= on_compute_nodes, on_compute_nodes
+    assert all(rule.startswith(("render_", "embed_")) for rule in on_compute_nodes - probes_and_evaluation)
     assert any(pattern.fullmatch("fetch_model_mert") for pattern in local_rule_patterns())

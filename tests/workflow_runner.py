@@ -62,7 +62,8 @@ def write_config(folder: Path, overrides: dict) -> Path:
         "embed": {"pieces_per_job": 2},
         "probes": {
             "linear_adam": {"optimizer": "adam", "epochs": 100},
-            "linear_lbfgs_std": {"optimizer": "lbfgs", "normalization": "standardize", "weight_decay": 0.001},
+            # config.yaml's fast probe: kind logistic, its L2 chosen on validation.
+            "linear_lbfgs_std": {"kind": "logistic"},
         },
         "sweep": {
             "base": {"optimizer": "adam", "early_stopping": True, "epochs": 60, "patience": 10},

@@ -59,17 +59,26 @@ def check_segmentation(segmentation: dict[str, Any]) -> None:
         )
 
 
+def probe_fragment(schema: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
+    """The schema block of the probe's kind (``definitions.probe_<kind>``; no kind is neural)."""
+    from workflow_scripts.probes.kinds import DEFAULT_KIND
+
+    return schema["definitions"][f"probe_{(entry or {}).get('kind', DEFAULT_KIND)}"]
+
+
 def complete_config(config: dict[str, Any], schema: dict[str, Any]) -> None:
     """Check cross-key rules, expand the sweep into probes and fill defaults inside each variant and probe, in place."""
     check_segmentation(config["segmentation"])
-    probe_fields = set(schema["definitions"]["probe"]["properties"])
-    unknown = set((config.get("sweep") or {}).get("grid") or {}) - probe_fields
+    sweep = config.get("sweep") or {}
+    probe_fields = set(probe_fragment(schema, sweep.get("base") or {})["properties"])
+    unknown = set(sweep.get("grid") or {}) - probe_fields
     if unknown:
         raise ValueError(f"sweep.grid names unknown probe fields {sorted(unknown)}; known: {sorted(probe_fields)}")
     config["variants"] = with_defaults(config["variants"], schema["properties"]["variants"]["additionalProperties"])
-    config["probes"] = with_defaults(
-        {**config["probes"], **sweep_probes(config.get("sweep") or {})}, schema["definitions"]["probe"]
-    )
+    probes = {**config["probes"], **sweep_probes(sweep)}
+    config["probes"] = {
+        name: with_defaults({name: entry}, probe_fragment(schema, entry))[name] for name, entry in probes.items()
+    }
 
 
 def render_settings(config: dict[str, Any], variant: str) -> dict[str, Any]:

@@ -404,6 +404,19 @@ def probe_folders(metric_paths: list[str]) -> dict[tuple[str, ...], Path]:
     return folders
 
 
+def fit_text(row) -> str:
+    """What fitted a one-shot probe, for the note that stands where its curve would."""
+    kind = getattr(row, "kind", None)
+    if not isinstance(kind, str) or kind == "neural":  # summaries from before kinds hold neural probes only
+        return f"{row.optimizer} fit"
+    return f"{kind} fit"
+
+
+def selected_text(metrics: dict) -> str:
+    chosen = metrics.get("selected") or {}
+    return "".join(f"; {name} {value:g} chosen on validation" for name, value in chosen.items())
+
+
 def best_probe_section(summary: pd.DataFrame, folders: dict[tuple[str, ...], Path], output_folder: Path) -> str:
     from workflow_scripts.probes.plots import has_curve, plot_most_confused
 
@@ -429,9 +442,9 @@ def best_probe_section(summary: pd.DataFrame, folders: dict[tuple[str, ...], Pat
         + image_tag(folder / "per_class.png", "per-piece accuracy")
         + (
             image_tag(folder / "curve.png", "learning curve")
-            if has_curve(curve)
-            else f"<p class='note'>No training curve: {html.escape(str(best.optimizer))} gives one result, "
-            f"after {int(curve.step.iloc[-1])} steps.</p>"
+            if has_curve(curve) and (folder / "curve.png").is_file()
+            else f"<p class='note'>No training curve: a {html.escape(fit_text(best))} gives one result, "
+            f"after {int(curve.step.iloc[-1])} steps{selected_text(metrics)}.</p>"
         )
         + "<h3>Attractors: pieces that absorb the most wrong predictions</h3>"
         + (table_html(attractors) if len(attractors) else "<p>none</p>")

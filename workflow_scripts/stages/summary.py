@@ -10,7 +10,7 @@ import pandas as pd
 from workflow_scripts.plumbing.io_utils import write_tsv_atomic
 from workflow_scripts.probes.preconditions import RAN
 
-SETTING_COLUMNS = ["head", "optimizer", "normalization", "layer", "class_weighting", "early_stopping"]
+SETTING_COLUMNS = ["kind", "head", "optimizer", "normalization", "layer", "class_weighting", "early_stopping"]
 FIGURE_COLUMNS = [
     "top1",
     "top1_ci95",
@@ -29,6 +29,7 @@ FIGURE_COLUMNS = [
     "test_snippets",
     "dropped_overlap_snippets",
     "selected_step",
+    "selected",
     "train_seconds",
 ]
 # status: "ran", or "not run" when the split failed the probe's preconditions (reason says
@@ -57,8 +58,12 @@ def summary_row(metrics: dict) -> dict:
     variants = metrics.get("variants") or {"train": [row["variant"]], "test": row["variant"]}
     row.update(train_variants="+".join(variants["train"]), test_variant=variants["test"])
     row.update({column: metrics["probe"].get(column) for column in SETTING_COLUMNS})
+    # Probes from before kinds were all the neural kind.
+    row["kind"] = row["kind"] or "neural"
     row.update({column: metrics.get(column) for column in FIGURE_COLUMNS})
     row["leaky"] = bool(metrics.get("leaky", False))
+    # What the kind chose on validation ("l2=0.001", "k=5"); empty for fixed recipes.
+    row["selected"] = " ".join(f"{name}={value:g}" for name, value in (metrics.get("selected") or {}).items())
     # Metrics from before the preconditions check all ran.
     row["status"] = metrics.get("status", RAN)
     row["reason"] = metrics.get("reason", "")
