@@ -88,12 +88,12 @@ def test_an_empty_validation_share_refuses_only_probes_that_stop_early():
     assert counts["validation_snippets"] == 0 and counts["test_snippets"] == 6
     assert refusal(record, "by_snippet", probe_uses(NeuralSettings(optimizer="lbfgs"))) is None
     stopping = refusal(record, "by_snippet", probe_uses(NeuralSettings(early_stopping=True)))
-    assert "No probe with early_stopping: true can run on by_snippet: no validation snippet" in stopping
+    assert "No probe that chooses on validation can run on by_snippet: no validation snippet" in stopping
     assert "splits.validation_fraction" in stopping
     # No probe of this run stops early: nothing to say.
     assert run_message(record, early_stopping_probes=[], metric_head=False) == ""
     named = run_message(record, early_stopping_probes=["sweep__head-linear"], metric_head=False)
-    assert "The probes with early_stopping: true are sweep__head-linear." in named
+    assert "The probes that choose on validation are sweep__head-linear." in named
 
 
 def test_a_corpus_that_can_be_split_passes_every_check():

@@ -40,8 +40,9 @@ MORE_PIECES = (
     "remain (a shorter window, segmentation.window_measures, gives a piece more snippets)"
 )
 MORE_VALIDATION = (
-    "for early stopping, give the split a validation share (splits.validation_fraction: a piece lends one from "
-    "its third snippet on) or set early_stopping: false on those probes (sweep.base for the sweep)"
+    "for probes that choose on validation, give the split a validation share (splits.validation_fraction: a piece "
+    "lends one from its third snippet on), or set early_stopping: false on neural probes (sweep.base for the sweep); "
+    "logistic and knn probes always choose on validation"
 )
 MORE_HELD_OUT = (
     "for by_piece, add pieces or raise splits.test_fraction (the share of pieces it holds out whole), or drop "
@@ -130,7 +131,7 @@ def failed_preconditions(counts: dict[str, int], uses: Iterable[str]) -> list[Fa
                 "validation_snippets",
                 counts["validation_snippets"] >= 1,
                 "at least 1",
-                "no validation snippet, so probes that select their epoch on validation (early_stopping: true) "
+                "no validation snippet, so probes that choose on validation (early_stopping: true; kinds logistic, knn) "
                 f"cannot run ({counts['train_snippets']} train, {counts['test_snippets']} test snippets)",
                 MORE_VALIDATION,
             )
@@ -268,7 +269,7 @@ def subject(part: str, failed: list[Failure]) -> str:
     if "probes" in uses:
         return "No probe can run"
     if "early_stopping" in uses:
-        return "No probe with early_stopping: true can run"
+        return "No probe that chooses on validation can run"
     return "No retrieval"
 
 
@@ -295,7 +296,7 @@ def run_message(record: dict[str, Any], early_stopping_probes: list[str], metric
         return ""
     message = compose_message(record, failed_parts)
     if any(failure.use == "early_stopping" for failed in failed_parts.values() for failure in failed):
-        message += f" The probes with early_stopping: true are {', '.join(early_stopping_probes)}."
+        message += f" The probes that choose on validation are {', '.join(early_stopping_probes)}."
     return message
 
 
