@@ -195,6 +195,10 @@ def test_a_digest_covers_the_embedders_implementations_a_stage_runs_and_no_other
     assert not IMPLEMENTATIONS & stage_modules("fetch_model")
     assert len({stage_code_digest("embed", name) for name in ("spectral", "basic_pitch", "pianoroll", "mert")}) == 4
     assert stage_code_digest("embed", "mert") == stage_code_digest("embed", "hubert_base")  # one module
+    # The classify stage finds its probe kinds at run time; every kind module is behind its results.
+    assert {f"workflow_scripts.probes.kinds.{kind}" for kind in ("neural", "logistic", "knn")} <= stage_modules(
+        "classify"
+    )
     # An implementation importing another (not through the package's lazy build_embedder)
     # would be left out of its digest: none does.
     for module in IMPLEMENTATIONS:

@@ -246,3 +246,16 @@ def test_stage_resources_names_exactly_the_stages_whose_rules_take_them():
     rules_text = "".join(path.read_text() for path in (REPO / "rules").glob("*.smk"))
     taking = set(re.findall(r'job_resources\(\s*"(\w+)"', rules_text))
     assert set(load_schema()["properties"]["stage_resources"]["properties"]) == taking | {"gpu_jobs"}
+
+
+def test_probe_kinds_load_at_dag_build_without_torch_or_scikit_learn():
+    """The registry imports every kind at each Snakemake start; torch or scikit-learn there costs seconds."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from workflow_scripts.probes.kinds import probe_kinds; probe_kinds(); "
+        "print(sorted({'torch', 'sklearn'} & {name.split('.')[0] for name in sys.modules}))"
+    )
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    assert completed.stdout.strip() == "[]", completed.stdout + completed.stderr

@@ -69,13 +69,18 @@ class ProbeKind:
     description: str
 
 
+def kind_modules() -> list[str]:
+    """The kind modules' names, without importing them (the classify stage's code digest reads them)."""
+    return [f"{__name__}.{module.name}" for module in pkgutil.iter_modules(__path__)]
+
+
 @cache
 def probe_kinds() -> dict[str, ProbeKind]:
     """Name -> kind, for every module of this package. Kind modules import torch or
     scikit-learn inside their functions only, so this costs nothing at DAG build."""
     kinds = {}
-    for module in pkgutil.iter_modules(__path__):
-        declared = getattr(importlib.import_module(f"{__name__}.{module.name}"), "KIND", None)
+    for module in kind_modules():
+        declared = getattr(importlib.import_module(module), "KIND", None)
         if declared is not None:
             kinds[declared.name] = declared
     return kinds

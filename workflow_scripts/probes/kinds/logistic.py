@@ -29,7 +29,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from workflow_scripts.probes.kinds import CommonSettings, ProbeKind, ProbeOutcome, require_validation, top1
-from workflow_scripts.probes.metrics import inverse_frequency_weights
 from workflow_scripts.probes.probe_data import ProbeData, train_and_validation
 
 LBFGS_THREADS = 1
@@ -71,6 +70,8 @@ class Regression:
     def fit(self, features: np.ndarray, labels: np.ndarray, l2: float, classes: int) -> int:
         """Run L-BFGS to convergence (or ``max_iter``) from the current weights; returns its iterations."""
         import torch
+
+        from workflow_scripts.probes.metrics import inverse_frequency_weights
 
         x = torch.as_tensor(features, dtype=torch.float64)
         y = torch.as_tensor(labels)

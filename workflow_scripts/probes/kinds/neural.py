@@ -22,8 +22,9 @@ import time
 from dataclasses import dataclass
 
 from workflow_scripts.plumbing.job_log import Progress
+# Kind modules load at every Snakemake start (the registry finds them there): scikit-learn,
+# which probes.metrics imports, costs seconds, so metrics are imported where they are used.
 from workflow_scripts.probes.kinds import CommonSettings, ProbeKind, ProbeOutcome
-from workflow_scripts.probes.metrics import inverse_frequency_weights, top_k_correct
 from workflow_scripts.probes.probe_data import ProbeData
 
 # L-BFGS trains and scores on one thread whatever the job's thread count: a matrix product
@@ -100,6 +101,8 @@ def _scores(model, features):
 
 
 def _accuracy_pair(model, features, labels) -> tuple[float, float]:
+    from workflow_scripts.probes.metrics import top_k_correct
+
     if len(labels) == 0:
         return float("nan"), float("nan")
     scores = _scores(model, features)
@@ -138,6 +141,8 @@ def torch_threads(count: int):
 def train_probe(data: ProbeData, probe: NeuralSettings, logger=None):
     """Train the head; returns (test scores, curve rows, train seconds, chosen step)."""
     import torch
+
+    from workflow_scripts.probes.metrics import inverse_frequency_weights
 
     torch.manual_seed(probe.seed)
     dtype = training_dtype(probe)
