@@ -14,6 +14,8 @@ the head trains on train and validation together for the fixed number of epochs,
 the per-epoch test curve is logged as in the report; nothing is selected on it.
 """
 
+# Kind modules load at every Snakemake start (the registry finds them there): scikit-learn,
+# which probes.metrics imports, costs seconds, so metrics are imported where they are used.
 from __future__ import annotations
 
 import contextlib
@@ -22,8 +24,6 @@ import time
 from dataclasses import dataclass
 
 from workflow_scripts.plumbing.job_log import Progress
-# Kind modules load at every Snakemake start (the registry finds them there): scikit-learn,
-# which probes.metrics imports, costs seconds, so metrics are imported where they are used.
 from workflow_scripts.probes.kinds import CommonSettings, ProbeKind, ProbeOutcome
 from workflow_scripts.probes.probe_data import ProbeData
 
