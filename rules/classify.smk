@@ -54,7 +54,7 @@ rule classify:
         **job_resources("classify", mem_mb=4000, runtime=30),
     params:
         stage="classify",
-        code=stage_code_digest("classify"),
+        code=classify_code_digest(),
         probe=get_probe_settings,
     script:
         "../workflow_scripts/run_stage.py"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 
 from workflow_scripts.plumbing.code_graph import sources_digest, workflow_closure
-from workflow_scripts.probes.kinds import kind_modules
 
 # name -> whether its jobs ask for a GPU (resources: gpu=1), whether it has weights to fetch,
 # and its module in this package
@@ -43,12 +42,6 @@ def implementation(name: str) -> str:
 IMPLEMENTATIONS = frozenset(implementation(name) for name in EMBEDDERS)
 
 
-# Modules a stage imports by name at run time, which the import walk cannot see: the
-# classify stage finds its probe kinds in their package (workflow_scripts/probes/kinds/).
-# Every kind counts for every classify job, so editing one kind retrains all probes.
-DYNAMIC_IMPORTS = {"classify": tuple(kind_modules())}
-
-
 def stage_modules(stage: str, embedder: str | None = None) -> frozenset[str]:
     """The code behind a stage's results: its module and what it imports, but of the
     embedders' implementations only ``embedder``'s. The embedders package reaches every
@@ -57,10 +50,7 @@ def stage_modules(stage: str, embedder: str | None = None) -> frozenset[str]:
     own = [implementation(embedder)] if embedder else []
     leave_out = IMPLEMENTATIONS - set(own)
     return frozenset().union(
-        *(
-            workflow_closure(module, leave_out)
-            for module in [f"workflow_scripts.stages.{stage}", *own, *DYNAMIC_IMPORTS.get(stage, ())]
-        )
+        *(workflow_closure(module, leave_out) for module in [f"workflow_scripts.stages.{stage}", *own])
     )
 
 

@@ -74,6 +74,16 @@ def kind_modules() -> list[str]:
     return [f"{__name__}.{module.name}" for module in pkgutil.iter_modules(__path__)]
 
 
+def kinds_code_modules() -> frozenset[str]:
+    """The kind modules and what they import: code behind every classify result that the
+    import walk from the classify stage cannot see, because the stage finds the kinds at
+    run time. rules/classify.smk adds it to the stage's digest (``classify_code_digest``);
+    every kind counts for every classify job, so editing one kind retrains all probes."""
+    from workflow_scripts.plumbing.code_graph import workflow_closure
+
+    return frozenset().union(*(workflow_closure(module) for module in kind_modules()))
+
+
 @cache
 def probe_kinds() -> dict[str, ProbeKind]:
     """Name -> kind, for every module of this package. Kind modules import torch or
