@@ -49,9 +49,7 @@ def sklearn_row(table, embedder, assignment) -> tuple[float, list[float], float]
     data.features = {role: normalize(values) for role, values in data.features.items()}
     features, labels = train_and_validation(data)
     started = time.perf_counter()
-    model = LogisticRegression(C=1.0, class_weight="balanced", max_iter=300).fit(
-        features.reshape(len(features), -1), labels
-    )
+    model = LogisticRegression(C=1.0, class_weight="balanced", max_iter=300).fit(features, labels)
     seconds = time.perf_counter() - started
     scores = np.full((len(data.labels["test"]), len(data.class_names)), -np.inf)
     scores[:, model.classes_] = model.decision_function(data.flat("test"))

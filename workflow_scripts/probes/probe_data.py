@@ -73,8 +73,9 @@ def assemble(snippet_ids: list[str], piece_ids: list[str], features: np.ndarray,
 
 
 def train_and_validation(data: ProbeData) -> tuple[np.ndarray, np.ndarray]:
-    """Both training roles together: what a kind refits on once validation has chosen its setting."""
+    """Both training roles together, as flat vectors (``flat``): what a kind refits on once
+    validation has chosen its setting."""
     return (
-        np.concatenate([data.features["train"], data.features["validation"]]),
+        np.concatenate([data.flat("train"), data.flat("validation")]),
         np.concatenate([data.labels["train"], data.labels["validation"]]),
     )

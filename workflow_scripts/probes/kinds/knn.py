@@ -71,7 +71,6 @@ def fit_and_score(data: ProbeData, settings: KnnSettings, logger=None) -> ProbeO
             logger.info("k %d: validation top-1 %.4f", k, score)
     chosen = max(path, key=lambda point: (point["validation_top1"], -point["k"]))["k"]
     reference, reference_labels = train_and_validation(data)
-    reference = reference.reshape(len(reference), -1)
     scores = knn_scores(data.flat("test"), reference, reference_labels, classes, chosen)
     seconds = time.perf_counter() - started
     if logger:

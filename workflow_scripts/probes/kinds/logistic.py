@@ -144,10 +144,10 @@ def fit_and_score(data: ProbeData, settings: LogisticSettings, logger=None) -> P
         chosen, _, state = best
         model.restore(state)
         features, labels = train_and_validation(data)
-        refit = model.fit(features.reshape(len(features), -1), labels, chosen, classes)
+        refit = model.fit(features, labels, chosen, classes)
         seconds = time.perf_counter() - started
         scores = model.scores(data.flat("test"))
-        train_scores = model.scores(features.reshape(len(features), -1))
+        train_scores = model.scores(features)
     if logger:
         logger.info("chose l2 %.1e on validation; refit on train + validation in %d iterations", chosen, refit)
     point = {"step": model.evaluations, "loss": model.loss, "train_top1": top1(labels, train_scores)}
