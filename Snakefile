@@ -3,6 +3,8 @@
 
 from snakemake.utils import min_version, validate
 
+from workflow_scripts.embedders.schema import workflow_schema_file
+
 min_version("9.0")
 
 
@@ -12,7 +14,8 @@ configfile: "config.yaml"
 report: "report/workflow.rst"
 
 
-validate(config, "config.schema.yaml", set_default=True)
+# config.schema.yaml with the embedder part each embedder module declares (docs/extending.md).
+validate(config, workflow_schema_file(), set_default=True)
 
 
 include: "rules/common.smk"

@@ -23,8 +23,6 @@ rule preconditions:
         code=stage_code_digest("preconditions"),
         splits=get_precondition_splits,
         geometry=get_precondition_geometry,
-        early_stopping_probes=VALIDATION_PROBES,
-        metric_head=config["retrieval"]["metric_head"]["enabled"],
     script:
         "../workflow_scripts/run_stage.py"
 
@@ -35,9 +33,9 @@ rule classify:
         dataset=dataset_path("{embedder}", "{variant}"),
         assignment=split_path("{variant}", "{split}"),
         groups=audit_file("groups.tsv"),
-        # ancient(): the record also names this run's early-stopping probes, so adding a probe
-        # rewrites it; a stage's own inputs and settings already decide when it reruns, and a
-        # rewritten record alone must not retrain every probe (the same in rules/evaluate.smk).
+        # ancient(): the record changes only with the assignments and catalogs, which are this
+        # job's inputs already; a rewritten record alone must not retrain every probe (the same
+        # in rules/evaluate.smk).
         preconditions=ancient(preconditions_path("{variant}")),
     output:
         **classify_outputs(curve_figure=False),

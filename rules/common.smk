@@ -14,6 +14,7 @@ from workflow_scripts.stages.corpus import CorpusError, discover_sources
 # Each rule's params hold stage_code_digest(<its stage>) beside the stage's name, because
 # Snakemake watches only the script file (run_stage.py); without the digest an edit to
 # workflow_scripts/stages/<stage>.py or to what it imports would leave stale results up to date.
+from workflow_scripts.embedders.registry import declaration as embedder_declaration
 from workflow_scripts.embedders.registry import needs_gpu, needs_weights, stage_code_digest
 from workflow_scripts.plumbing.settings import (
     CLOSED_SET_SPLITS as CLOSED_SET_SPLIT_NAMES,
@@ -91,11 +92,8 @@ def pieces_per_embed_job(embedder):
 
 
 def embed_runtime_minutes(embedder, batch):
-    """A cluster time limit for an embed job: spectral runs at about a piece per second on
-    one core; a GPU job at thousands of seconds of audio per second, but pays ~13 s to start."""
-    if needs_gpu(embedder):
-        return 20 + len(batch) // 50
-    return 15 + 2 * len(batch)
+    """A cluster time limit for an embed job, from the embedder's declared (fixed, per piece) minutes."""
+    return embedder_declaration(embedder).runtime_limit(len(batch))
 
 
 RENDER_BATCHES = batched(PIECES, config["render"]["pieces_per_job"])
@@ -272,7 +270,8 @@ def warn_what_did_not_run():
     from workflow_scripts.probes.preconditions import run_end_messages
 
     records = [preconditions_path(variant) for variant in [*VARIANTS, *TRANSFERS]]
-    for message in run_end_messages(records, report_path()):
+    metric_head = config["retrieval"]["metric_head"]["enabled"]
+    for message in run_end_messages(records, report_path(), VALIDATION_PROBES, metric_head):
         logger.warning(message)
 
 

@@ -32,6 +32,9 @@ rule report:
     params:
         stage="report",
         code=stage_code_digest("report"),
+        # What the preconditions message says depends on the uses this run makes of the data.
+        validation_probes=VALIDATION_PROBES,
+        metric_head=config["retrieval"]["metric_head"]["enabled"],
     script:
         "../workflow_scripts/run_stage.py"
 

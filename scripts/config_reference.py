@@ -1,4 +1,5 @@
-"""Write docs/configuration.md from config.schema.yaml: every key, its type, default and description.
+"""Write docs/configuration.md from config.schema.yaml and the embedders' declarations: every key, its
+type, default and description.
 
 The schema is what the workflow validates against, so the reference cannot drift from it:
 tests/test_config_reference.py fails when the committed page differs from what this writes.
@@ -98,11 +99,21 @@ def reference_text(schema: dict[str, Any]) -> str:
     return "\n".join(parts) + "\n"
 
 
+def documented_schema() -> dict[str, Any]:
+    """config.schema.yaml with the embedder part this repository's embedder modules declare
+    (not plug-ins installed here: the page documents the repository)."""
+    sys.path.insert(0, str(REPO_ROOT))
+    from workflow_scripts.embedders.registry import built_in_declarations
+    from workflow_scripts.embedders.schema import with_embedders
+
+    return with_embedders(yaml.safe_load(SCHEMA.read_text(encoding="utf-8")), built_in_declarations())
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if docs/configuration.md is out of date")
     arguments = parser.parse_args()
-    text = reference_text(yaml.safe_load(SCHEMA.read_text(encoding="utf-8")))
+    text = reference_text(documented_schema())
     if arguments.check:
         current = REFERENCE.read_text(encoding="utf-8") if REFERENCE.is_file() else ""
         if current != text:

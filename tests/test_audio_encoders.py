@@ -17,9 +17,10 @@ from mert_fixture import DATA, build_small_mert, build_small_native, mert_settin
 
 from workflow_scripts.embedders import EmbedderError, build_embedder
 from workflow_scripts.embedders.mert import padding_allowed, resample
+from workflow_scripts.embedders.schema import workflow_schema
 from workflow_scripts.embedders.weights import FULL_SHA256, check_known_files, expected_files, resolve_model_folder
 from workflow_scripts.plumbing.io_utils import sha256_file
-from workflow_scripts.plumbing.settings import SCHEMA_PATH, load_schema
+from workflow_scripts.plumbing.settings import SCHEMA_PATH
 
 RATE = 24000
 MERT_95M_REVISION = "12af15fef9d0ac838c3f475bfbbf26d2060dd4f5"
@@ -161,7 +162,7 @@ def shipped_pins(name: str) -> tuple[dict, dict]:
     """(the schema's defaults, config.yaml's values) of an entry's revision and known_files."""
     import yaml
 
-    schema = load_schema()["properties"]["embedder_settings"]["properties"][name]["properties"]
+    schema = workflow_schema()["properties"]["embedder_settings"]["properties"][name]["properties"]
     shipped = yaml.safe_load((SCHEMA_PATH.parent / "config.yaml").read_text())["embedder_settings"][name]
     keys = ("revision", "known_files")
     return {key: schema[key]["default"] for key in keys}, {key: shipped[key] for key in keys}

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from workflow_runner import REPO_ROOT
 
-from workflow_scripts.embedders.registry import IMPLEMENTATIONS, stage_code_digest, stage_modules
+from workflow_scripts.embedders.registry import built_in_implementations, stage_code_digest, stage_modules
 from workflow_scripts.plumbing.code_graph import (
     imported_names,
     module_digest,
@@ -100,13 +100,23 @@ def stage_rules() -> list[tuple[str, str, str]]:
     return found
 
 
+def stage_third_party_imports(stage: str) -> set[str]:
+    """What a stage imports; a stage that reaches the embedders' registry runs whichever
+    implementation its embedder declares (imported by name, which the walk cannot follow)."""
+    module = f"workflow_scripts.stages.{stage}"
+    needed = third_party_imports(module)
+    if "workflow_scripts.embedders.registry" in workflow_closure(module):
+        needed |= set().union(*(third_party_imports(item) for item in built_in_implementations()))
+    return needed
+
+
 def test_every_rule_with_code_has_a_conda_env_that_declares_its_imports():
     for smk, block, stage in stage_rules():
         conda = re.search(r'conda:\s*"\.\./(envs/[\w-]+\.yaml)"', block)
         assert conda, f"the {stage} rule in rules/{smk} declares no conda env"
         declared = conda_dependencies(REPO_ROOT / conda.group(1))
         needed = third_party_of_text((REPO_ROOT / RUN_STAGE).read_text())
-        needed |= third_party_imports(f"workflow_scripts.stages.{stage}")
+        needed |= stage_third_party_imports(stage)
         missing = {
             name for name in needed if CONDA_NAME.get(distribution_of(name), distribution_of(name)) not in declared
         }
@@ -145,6 +155,11 @@ def test_parsing_the_workflow_imports_no_heavy_package():
     modules = workflow_modules_of_text(workflow_definition_text())
     assert modules, "no workflow module imported by the Snakefile: the pattern no longer matches"
     probe = "import importlib, sys\n" + "".join(f"importlib.import_module({module!r})\n" for module in modules)
+    # Reading the embedders' declarations imports every embedder module: their heavy imports
+    # must stay inside functions.
+    probe += "from workflow_scripts.embedders.registry import declarations\n"
+    probe += "from workflow_scripts.embedders.schema import workflow_schema_file\n"
+    probe += "declarations(); workflow_schema_file()\n"
     probe += f"print(sorted(name for name in {HEAVY_AT_PARSE_TIME!r} if name in sys.modules))"
     loaded = subprocess.run(
         [sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True, check=True
@@ -170,10 +185,11 @@ def test_pyproject_declares_every_third_party_import():
 
 
 def test_the_import_walk_follows_lazy_imports_inside_functions():
-    # The MERT embedder is imported inside a function of the registry; the walk must see it.
-    assert "workflow_scripts.embedders.mert" in workflow_closure("workflow_scripts.stages.embed")
-    assert {"torch", "transformers"} <= third_party_imports("workflow_scripts.stages.embed")
-    assert "music21" not in third_party_imports("workflow_scripts.stages.embed")
+    # The MERT embedder imports torch and transformers inside its functions; the walk must see them.
+    assert {"torch", "transformers"} <= third_party_imports("workflow_scripts.embedders.mert")
+    assert "workflow_scripts.embedders.weights" in workflow_closure("workflow_scripts.embedders.mert")
+    assert {"torch", "transformers", "onnxruntime"} <= stage_third_party_imports("embed")
+    assert "music21" not in stage_third_party_imports("embed")
 
 
 def test_a_stage_cache_key_covers_its_own_code_only():
@@ -192,7 +208,7 @@ def test_a_digest_covers_the_embedders_implementations_a_stage_runs_and_no_other
     assert not {"workflow_scripts.embedders.mert", "workflow_scripts.embedders.weights"} & spectral
     assert "workflow_scripts.embedders.posteriorgram" in stage_modules("embed", "pianoroll")
     assert "workflow_scripts.embedders.weights" in stage_modules("fetch_model")
-    assert not IMPLEMENTATIONS & stage_modules("fetch_model")
+    assert not built_in_implementations() & stage_modules("fetch_model")
     assert len({stage_code_digest("embed", name) for name in ("spectral", "basic_pitch", "pianoroll", "mert")}) == 4
     assert stage_code_digest("embed", "mert") == stage_code_digest("embed", "hubert_base")  # one module
     # The classify stage finds its probe kinds at run time: rules/common.smk's classify_code_digest
@@ -205,9 +221,9 @@ def test_a_digest_covers_the_embedders_implementations_a_stage_runs_and_no_other
         assert not {module for module in stage_modules(stage, embedder) if module.startswith("workflow_scripts.probes")}
     # An implementation importing another (not through the package's lazy build_embedder)
     # would be left out of its digest: none does.
-    for module in IMPLEMENTATIONS:
-        for reached in workflow_closure(module, IMPLEMENTATIONS - {module}) - {"workflow_scripts.embedders"}:
-            assert not (imported_names(module_path(reached)) & IMPLEMENTATIONS) - {module}, (module, reached)
+    for module in built_in_implementations():
+        for reached in workflow_closure(module, built_in_implementations() - {module}) - {"workflow_scripts.embedders"}:
+            assert not (imported_names(module_path(reached)) & built_in_implementations()) - {module}, (module, reached)
 
 
 def test_the_import_walk_reads_every_import_form(tmp_path):

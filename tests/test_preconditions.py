@@ -141,14 +141,18 @@ def test_a_refused_probe_becomes_a_summary_row_and_a_headline_without_figures(tm
     assert headline["best probe"] == "none ran" and headline["its top-1 [95% CI]"] == ""
 
 
-def test_the_end_of_a_run_repeats_each_message(tmp_path):
+def test_the_end_of_a_run_repeats_each_message_for_the_uses_it_makes(tmp_path):
     refused, fine = tmp_path / "refused.json", tmp_path / "fine.json"
-    refused.write_text(json.dumps({"message": "piano: 1 piece(s) left after exclusions."}))
-    fine.write_text(json.dumps({"message": ""}))
-    messages = run_end_messages([str(refused), str(fine), str(tmp_path / "missing.json")], "results/report/index.html")
-    assert messages == [
-        "Not everything could run (results/report/index.html says the same). piano: 1 piece(s) left after exclusions."
-    ]
+    refused.write_text(json.dumps(record_for({f"p{index}": 2 for index in range(6)})))  # no validation share
+    fine.write_text(json.dumps(record_for({f"p{index}": 6 for index in range(8)})))
+    paths = [str(refused), str(fine), str(tmp_path / "missing.json")]
+    (message,) = run_end_messages(paths, "results/report/index.html", ["sweep__head-mlp"], metric_head=False)
+    assert message.startswith("Not everything could run (results/report/index.html says the same). piano: ")
+    assert message.endswith("The probes that choose on validation are sweep__head-mlp.")
+    # The record holds no run's probe list: without a probe that chooses on validation, nothing to say.
+    assert run_end_messages(paths, "results/report/index.html", [], metric_head=False) == []
+    # The job's own log names every use the data fail, whatever the run's probes.
+    assert "no validation snippet" in run_message(json.loads(refused.read_text()), None, metric_head=True)
 
 
 EMPTY_MUSICXML = """<?xml version="1.0" encoding="UTF-8"?>
@@ -166,7 +170,8 @@ def test_one_chorale_and_broken_files_run_to_a_report_that_says_why_no_probe_ran
 
     output = completed.stdout + completed.stderr
     results = folder / "results"
-    message = json.loads((results / "splits/piano/preconditions.json").read_text())["message"]
+    record = json.loads((results / "splits/piano/preconditions.json").read_text())
+    message = run_message(record, None, metric_head=True)  # what the job logs: every use the data fail
     for named in (
         "1 piece(s) left after exclusions, 2 excluded",
         "unreadable (music21 could not parse",
@@ -176,8 +181,10 @@ def test_one_chorale_and_broken_files_run_to_a_report_that_says_why_no_probe_ran
     ):
         assert named in message, named
     # Said once by the check and once more as the run's last word; no probe says it again.
-    assert output.count(message) == 2
-    assert message in output.split("steps (100%) done", 1)[1]
+    assert output.count("1 piece(s) left after exclusions, 2 excluded") == 2, output
+    assert message in (results / "logs/preconditions/piano.log").read_text()
+    last_word = output.split("steps (100%) done", 1)[1]
+    assert "Not everything could run" in last_word and "No probe can run on by_snippet" in last_word
     assert "Error in rule" not in output
     for stage in ("classify", "retrieval"):
         for log in (results / "logs" / stage).rglob("*.log"):
@@ -190,12 +197,14 @@ def test_one_chorale_and_broken_files_run_to_a_report_that_says_why_no_probe_ran
     assert [failure["count"] for failure in metrics["failed_preconditions"]] == ["training_pieces"]
     report = (results / "report/index.html").read_text()
     answer = html.unescape(report.split("<section id='answer'>", 1)[1].split("</section>", 1)[0])
-    assert "Not everything could run" in answer and message in answer and "none ran" in answer
+    assert "Not everything could run" in answer and "none ran" in answer
+    assert "1 piece(s) left after exclusions, 2 excluded" in answer
 
-    # A new probe changes the record (it names the early-stopping probes) but retrains no other probe.
+    # A new probe leaves the record as it is (it holds what the data allow, not the run's
+    # probes), so the new probe's job is planned in this very invocation and no other retrains.
     config = yaml.safe_load((folder / "config.yaml").read_text())
     config["probes"]["linear_adam_stopping"] = {"optimizer": "adam", "early_stopping": True}
     write_config(folder, config)
     jobs = planned_jobs(folder)
-    assert jobs.pop("classify_iterative") == 1 and jobs.pop("preconditions") == 1, jobs
+    assert jobs.pop("classify_iterative") == 1 and "preconditions" not in jobs, jobs
     assert set(jobs) <= {"summary", "report", "all"}, jobs

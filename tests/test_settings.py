@@ -5,6 +5,7 @@ from dataclasses import asdict, fields
 import pytest
 import yaml
 
+from workflow_scripts.embedders.schema import workflow_schema_file
 from workflow_scripts.plumbing.settings import SCHEMA_PATH, complete_config, load_schema, sweep_probes
 from workflow_scripts.probes.kinds import probe_kinds, selects_on_validation, settings_from_config
 
@@ -15,7 +16,7 @@ def validated(config: dict) -> dict:
     from snakemake.utils import validate
 
     config = copy.deepcopy(config)
-    validate(config, str(SCHEMA_PATH), set_default=True)
+    validate(config, workflow_schema_file(), set_default=True)
     return config
 
 

@@ -110,9 +110,9 @@ def snakemake(
     return completed
 
 
-def planned_jobs(folder: Path) -> dict[str, int]:
+def planned_jobs(folder: Path, env: dict | None = None) -> dict[str, int]:
     """Rule name -> job count of a dry run."""
-    output = snakemake(folder, "--dry-run", "--quiet", "rules").stdout
+    output = snakemake(folder, "--dry-run", "--quiet", "rules", env=env).stdout
     jobs = {}
     for line in output.splitlines():
         parts = line.split()

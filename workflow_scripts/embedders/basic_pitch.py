@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from workflow_scripts.embedders.base import Embedder, EmbedderError
+from workflow_scripts.embedders.declaration import EmbedderDeclaration
 from workflow_scripts.embedders.posteriorgram import (
     ANNOTATIONS_FPS,
     FFT_HOP,
@@ -207,3 +208,47 @@ class BasicPitchEmbedder(Embedder):
         if not clips:
             return np.zeros((0, len(LAYER_NAMES), POOLED_DIM), np.float32)
         return np.stack([self._embed_one(clip) for clip in clips])
+
+
+def build(name: str, settings: dict[str, Any], logger=None) -> BasicPitchEmbedder:
+    return BasicPitchEmbedder(settings)
+
+
+DECLARATIONS = [
+    EmbedderDeclaration(
+        name="basic_pitch",
+        build=build,
+        description=(
+            "Basic Pitch's note, onset and contour posteriorgrams, pooled (see workflow_scripts/embedders/basic_pitch.py)."
+        ),
+        settings={
+            "threads": {
+                "type": "integer",
+                "minimum": 1,
+                "default": 1,
+                "description": (
+                    "onnxruntime threads per embed job (jobs run in parallel, one core each). Part of what determines "
+                    "the vectors: the same count gives bit-identical reruns."
+                ),
+            },
+            "model_file": {
+                "type": ["string", "null"],
+                "default": None,
+                "description": "An nmp.onnx to use instead of the one inside the installed basic-pitch wheel.",
+            },
+            "model_sha256": {
+                "type": ["string", "null"],
+                "pattern": "^[0-9a-f]{64}$",
+                "default": "2c3c1d144bfa61ad236e92e169c13535c880469a12a047d4e73451f2c059a0ec",
+                "description": (
+                    "The model file's expected SHA-256 (basic-pitch 0.4.0's nmp.onnx); another file is refused. "
+                    "null checks nothing."
+                ),
+            },
+        },
+        # The model file ships inside the basic-pitch wheel (installed without its dependencies).
+        weights="wheel",
+        packages=("numpy", "onnxruntime", "soxr", DISTRIBUTION),
+        runtime_minutes=(15, 2),  # about 50 s of audio per second on one core
+    )
+]

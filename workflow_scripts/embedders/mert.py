@@ -1,6 +1,6 @@
 """MERT and other self-supervised audio encoders through transformers' own classes, every hidden state kept.
 
-One loader for a family of named entries (registry.HF_ENCODERS; config ``embedder_settings.<name>``:
+One loader for a family of named entries (``DECLARATIONS`` at the end; config ``embedder_settings.<name>``:
 model id, pinned revision, transformers class, sample rate): ``mert`` (MERT-v1-95M), ``mert_330m``
 (MERT-v1-330M), ``mert_v0`` (MERT-v0-public), ``music2vec`` (music2vec-v1, Data2VecAudioModel) and
 ``hubert_base`` (HuBERT base trained on LibriSpeech: a speech baseline).
@@ -54,6 +54,7 @@ from typing import Any
 import numpy as np
 
 from workflow_scripts.embedders.base import Embedder, EmbedderError
+from workflow_scripts.embedders.declaration import EmbedderDeclaration
 from workflow_scripts.embedders.weights import (
     check_known_files,
     describe_model_folder,
@@ -150,7 +151,7 @@ def chunk_clip(clip: np.ndarray, chunk_samples: int) -> list[np.ndarray]:
 
 
 class AudioEncoderEmbedder(Embedder):
-    """A named entry of the family (registry.HF_ENCODERS): MERT-v1-95M as ``mert``, and its relatives."""
+    """A named entry of the family (``DECLARATIONS``): MERT-v1-95M as ``mert``, and its relatives."""
 
     def __init__(self, name: str, settings: dict[str, Any], logger: logging.Logger | None = None):
         import torch
@@ -382,3 +383,220 @@ class AudioEncoderEmbedder(Embedder):
 
 
 MertEmbedder = AudioEncoderEmbedder  # the family's first member, by its former name
+
+
+def build(name: str, settings: dict[str, Any], logger: logging.Logger | None = None) -> AudioEncoderEmbedder:
+    return AudioEncoderEmbedder(name, settings, logger=logger)
+
+
+# ---- the entries ---------------------------------------------------------------------------
+# Settings every entry has, whatever its checkpoint.
+SHARED_SETTINGS: dict[str, dict[str, Any]] = {
+    "local_dir": {
+        "type": ["string", "null"],
+        "default": None,
+        "description": "Folder with config.json, preprocessor_config.json and weights; overrides model_id/revision.",
+    },
+    "cache_dir": {
+        "type": ["string", "null"],
+        "default": None,
+        "description": "Hugging Face cache folder; null uses HF_HOME / ~/.cache/huggingface.",
+    },
+    "device": {
+        "type": "string",
+        "enum": ["auto", "cuda", "cpu"],
+        "default": "auto",
+        "description": "auto takes the GPU when torch sees one, else the CPU with a logged warning.",
+    },
+    "precision": {
+        "type": "string",
+        "enum": ["fp32", *AUTOCAST_DTYPES, *WEIGHT_DTYPES],
+        "default": "bf16",
+        "description": (
+            "bf16 and fp16 autocast; bf16-true casts weights and activations to bfloat16 (fastest on recent GPUs). "
+            "Applies on CUDA, and on the CPU only with device cpu (auto falls back to fp32). Pooling sums in float32 "
+            "and vectors are stored as float32 whatever the precision."
+        ),
+    },
+    "batch_size": {
+        "type": "integer",
+        "minimum": 1,
+        "default": 32,
+        "description": (
+            "Snippets (or chunks) per forward pass on a GPU, gathered across all pieces of a job; a batch that runs "
+            "out of memory is split and retried. The CPU runs one clip per pass (bitwise batch-invariant)."
+        ),
+    },
+    "chunk_seconds": {
+        "type": "number",
+        "exclusiveMinimum": 0,
+        "default": 30.0,
+        "description": "Longer clips are cut into chunks of this length and pooled over all chunks' frames.",
+    },
+}
+KNOWN_FILE = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "bytes": {"type": "integer", "minimum": 0, "description": "Size in bytes."},
+        "sha256": {
+            "type": "string",
+            "pattern": "^[0-9a-f]{64}$",
+            "description": "The full SHA-256 (64 hex digits; leading digits alone are refused).",
+        },
+    },
+}
+UNPINNED = "Full commit hash to fetch; null until you pin one (the fetch refuses an unpinned entry)."
+NONE_RECORDED = (
+    "File name -> bytes and full SHA-256 that fetching and loading check; none recorded until a revision is pinned."
+)
+
+
+def encoder_entry(
+    name: str,
+    description: str,
+    model_id: str,
+    revision: str | None,
+    model_class: str,
+    model_sample_rate: int,
+    known_files: dict[str, dict[str, Any]] | None = None,
+    revision_note: str = UNPINNED,
+    known_files_note: str = NONE_RECORDED,
+    nullable_revision: bool = False,
+) -> EmbedderDeclaration:
+    """One checkpoint of the family: its identity fields' defaults, and the shared settings."""
+    identity = {
+        "model_id": {"type": "string", "default": model_id, "description": "Hugging Face model id."},
+        "revision": {
+            "type": ["string", "null"] if nullable_revision or revision is None else "string",
+            "pattern": "^[0-9a-f]{40}$",
+            "default": revision,
+            "description": revision_note,
+        },
+        "model_class": {
+            "type": "string",
+            "enum": sorted(MODEL_CLASSES),
+            "default": model_class,
+            "description": "The transformers class the checkpoint loads into (no remote code runs).",
+        },
+        "model_sample_rate": {
+            "type": "integer",
+            "minimum": 8000,
+            "default": model_sample_rate,
+            "description": (
+                "The model's input rate in Hz (its preprocessor_config.json must agree); other rendered rates are "
+                "resampled (soxr)."
+            ),
+        },
+        "known_files": {
+            "type": "object",
+            "additionalProperties": KNOWN_FILE,
+            "default": known_files or {},
+            "description": known_files_note,
+        },
+    }
+    return EmbedderDeclaration(
+        name=name,
+        build=build,
+        description=description,
+        settings={**identity, **SHARED_SETTINGS},
+        gpu=True,
+        weights="hub",
+        packages=("numpy", "torch", "transformers", "soxr"),
+        # Thousands of seconds of audio per second on a GPU, after ~13 s of start-up.
+        runtime_minutes=(20, 0.02),
+    )
+
+
+DECLARATIONS = [
+    encoder_entry(
+        "mert",
+        "MERT-v1-95M (24 kHz, 13 x 768) through transformers' HubertModel (see workflow_scripts/embedders/mert.py).",
+        "m-a-p/MERT-v1-95M",
+        "12af15fef9d0ac838c3f475bfbbf26d2060dd4f5",
+        "HubertModel",
+        24000,
+        known_files={
+            "config.json": {
+                "bytes": 1817,
+                "sha256": "ea2627c4c7825cd66f3c944b6b966331604c35928174e0100cd4a82829424e32",
+            },
+            "preprocessor_config.json": {
+                "bytes": 211,
+                "sha256": "cc5a5e4a5d3b1a758a5ed984b2eaa15bb0522d811d44a9eed82bfca4baa0dc8f",
+            },
+            "pytorch_model.bin": {
+                "bytes": 377552987,
+                "sha256": "a2b8b747f72c06e0595aeae41ae5473f4364938c6b39b2c58be38c48e6bd3fcd",
+            },
+        },
+        revision_note="Full commit hash of the model repository, so an upstream change cannot alter results.",
+        known_files_note=(
+            "File name -> bytes and full SHA-256 that fetching and loading check: the files at the pinned revision, "
+            "as public code that pins it records them (tests/data/mert/README.md)."
+        ),
+    ),
+    encoder_entry(
+        "mert_330m",
+        "MERT-v1-330M (24 kHz, 25 x 1024; pre-norm encoder, group-normalised convolutions).",
+        "m-a-p/MERT-v1-330M",
+        "0e06c986db0527c0fd1b47181c40f006805e3de0",
+        "HubertModel",
+        24000,
+        known_files={
+            "pytorch_model.bin": {"sha256": "0c03774d821a6ad972cb48220b128a10ebea2c790116bd0fd35e5a013f8017f6"}
+        },
+        revision_note=(
+            "The commit public code pins for m-a-p/MERT-v1-330M (it replaces d0726b6f..., found in no public code; "
+            "not checked against the hub from this project's machines)."
+        ),
+        known_files_note=(
+            "File name -> bytes and full SHA-256 that fetching and loading check: the weights' published SHA-256 at "
+            "the pinned revision (size not known here)."
+        ),
+    ),
+    encoder_entry(
+        "mert_v0",
+        "MERT-v0-public (16 kHz, 13 x 768; trained on open music only). Rendered audio is resampled.",
+        "m-a-p/MERT-v0-public",
+        "e8413e398b3180ca488534aea68fd829402044a4",
+        "HubertModel",
+        16000,
+        known_files={
+            "config.json": {"bytes": 1798},
+            "preprocessor_config.json": {
+                "bytes": 212,
+                "sha256": "28672bb3f7a0872af91f29edb75b5aeadddaa7a79109ad387d58b754bc9e8f6f",
+            },
+            "pytorch_model.bin": {
+                "bytes": 377552987,
+                "sha256": "9b25bde740483579d9895f35d074a949f6593ef48449b6d76e26ee3c0e5e9acb",
+            },
+        },
+        revision_note=(
+            "The commit public code pins for m-a-p/MERT-v0-public (not checked against the hub from this project's "
+            "machines); null refuses to fetch."
+        ),
+        nullable_revision=True,
+        known_files_note=(
+            "File name -> bytes and full SHA-256 that fetching and loading check, at the pinned revision "
+            "(config.json: only its size is published; the preprocessor, do_normalize false, is tests/data/mert's copy)."
+        ),
+    ),
+    encoder_entry(
+        "music2vec",
+        "music2vec-v1 (16 kHz, 13 x 768; data2vec-style BYOL pretraining, not masked prediction).",
+        "m-a-p/music2vec-v1",
+        None,
+        "Data2VecAudioModel",
+        16000,
+    ),
+    encoder_entry(
+        "hubert_base",
+        "HuBERT base trained on LibriSpeech 960 h (16 kHz, 13 x 768), a speech encoder as a contrast.",
+        "facebook/hubert-base-ls960",
+        None,
+        "HubertModel",
+        16000,
+    ),
+]

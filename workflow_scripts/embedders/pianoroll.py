@@ -27,6 +27,7 @@ import numpy as np
 import pyarrow as pa
 
 from workflow_scripts.embedders.base import Embedder, EmbedderError
+from workflow_scripts.embedders.declaration import EmbedderDeclaration
 from workflow_scripts.embedders.posteriorgram import (
     FRAME_SECONDS,
     KEYS,
@@ -104,3 +105,21 @@ class PianorollEmbedder(Embedder):
         if not clips:
             return np.zeros((0, len(LAYER_NAMES), POOLED_DIM), np.float32)
         return np.stack([pool_rolls(rolls) for rolls in clips])
+
+
+def build(name: str, settings: dict[str, Any], logger=None) -> PianorollEmbedder:
+    return PianorollEmbedder(settings)
+
+
+DECLARATIONS = [
+    EmbedderDeclaration(
+        name="pianoroll",
+        build=build,
+        description=(
+            "The played notes as Basic Pitch's three rolls, pooled the same way "
+            "(see workflow_scripts/embedders/pianoroll.py). No settings."
+        ),
+        packages=("numpy", "pyarrow"),
+        runtime_minutes=(15, 1),
+    )
+]

@@ -1,60 +1,151 @@
-"""What the workflow must know about each embedder before importing any of them."""
+"""Every embedder the workflow can run, read from the embedders' own declarations.
+
+Built-in embedders are the modules of this package that define ``DECLARATIONS``; others come
+from installed packages through the ``chorale_id.embedders`` entry-point group, each entry
+point naming a module with ``DECLARATIONS`` (or a declaration, or a list of them). The config
+schema's embedder part is made from them (``schema.py``), so an embedder of another package
+needs no file of this repository. See ``docs/extending.md``.
+"""
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import importlib
+import importlib.metadata
+import importlib.util
+import pkgutil
+from pathlib import Path
+from typing import Any
 
-from workflow_scripts.plumbing.code_graph import sources_digest, workflow_closure
+from workflow_scripts.embedders.declaration import DeclarationError, EmbedderDeclaration
+from workflow_scripts.plumbing.code_graph import PACKAGE, sources_digest, workflow_closure
 
-# name -> whether its jobs ask for a GPU (resources: gpu=1), whether it has weights to fetch,
-# and its module in this package
-EMBEDDERS = {
-    "spectral": {"gpu": False, "weights": False, "module": "spectral"},
-    # Basic Pitch's model file ships inside its wheel (requirements/no-deps.txt): nothing to fetch.
-    "basic_pitch": {"gpu": False, "weights": False, "module": "basic_pitch"},
-    # The notes the render stage played: no audio, no weights.
-    "pianoroll": {"gpu": False, "weights": False, "module": "pianoroll"},
-    # The transformers audio encoders (embedders/mert.py), one config entry each.
-    "mert": {"gpu": True, "weights": True, "module": "mert"},
-    "mert_330m": {"gpu": True, "weights": True, "module": "mert"},
-    "mert_v0": {"gpu": True, "weights": True, "module": "mert"},
-    "music2vec": {"gpu": True, "weights": True, "module": "mert"},
-    "hubert_base": {"gpu": True, "weights": True, "module": "mert"},
-}
-HF_ENCODERS = ("mert", "mert_330m", "mert_v0", "music2vec", "hubert_base")
+ENTRY_POINT_GROUP = "chorale_id.embedders"
+BUILT_IN_PACKAGE = "workflow_scripts.embedders"
 # Settings that change how fast vectors are computed, not what they are: left out of
 # the piece cache's key so changing them reuses finished pieces.
 RUNTIME_ONLY_SETTINGS = ("batch_size", "device", "cache_dir")
 
 
+def _declarations_of(loaded: Any, origin: str) -> list[EmbedderDeclaration]:
+    """What a module (its ``DECLARATIONS``), a declaration or a list of them declares."""
+    items = getattr(loaded, "DECLARATIONS", loaded)
+    if isinstance(items, EmbedderDeclaration):
+        items = [items]
+    if not isinstance(items, (list, tuple)) or not all(isinstance(item, EmbedderDeclaration) for item in items):
+        raise DeclarationError(
+            f"{origin} must be a module with DECLARATIONS (a list of EmbedderDeclaration), a declaration or a list of them"
+        )
+    return list(items)
+
+
+def _built_in() -> list[tuple[str, Any]]:
+    package = importlib.import_module(BUILT_IN_PACKAGE)
+    modules = []
+    for info in pkgutil.iter_modules(package.__path__):
+        module = importlib.import_module(f"{BUILT_IN_PACKAGE}.{info.name}")
+        if hasattr(module, "DECLARATIONS"):
+            modules.append((f"module {module.__name__}", module))
+    return modules
+
+
+def _from_entry_points() -> list[tuple[str, Any]]:
+    found = []
+    for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        distribution = entry_point.dist.name if entry_point.dist else "an unknown distribution"
+        origin = f"entry point '{entry_point.name} = {entry_point.value}' of {distribution} (group {ENTRY_POINT_GROUP})"
+        try:
+            loaded = entry_point.load()
+        except Exception as error:
+            raise DeclarationError(f"{origin} could not be loaded: {type(error).__name__}: {error}") from error
+        found.append((origin, loaded))
+    return found
+
+
+def _collect(sources: list[tuple[str, Any]]) -> dict[str, EmbedderDeclaration]:
+    found: dict[str, EmbedderDeclaration] = {}
+    origins: dict[str, str] = {}
+    for origin, loaded in sources:
+        for declaration in _declarations_of(loaded, origin):
+            if declaration.name in found:
+                raise DeclarationError(
+                    f"embedder '{declaration.name}' is declared twice: by {origins[declaration.name]} and by {origin}; "
+                    "rename one"
+                )
+            found[declaration.name] = declaration
+            origins[declaration.name] = origin
+    return found
+
+
+@functools.cache
+def declarations() -> dict[str, EmbedderDeclaration]:
+    """Name -> declaration, built-in embedders first; a name declared twice is refused."""
+    return _collect([*_built_in(), *_from_entry_points()])
+
+
+@functools.cache
+def built_in_declarations() -> dict[str, EmbedderDeclaration]:
+    """This repository's own embedders only (what docs/configuration.md documents)."""
+    return _collect(_built_in())
+
+
+def declaration(name: str) -> EmbedderDeclaration:
+    try:
+        return declarations()[name]
+    except KeyError:
+        raise DeclarationError(f"unknown embedder '{name}'; choose one of {sorted(declarations())}") from None
+
+
 def needs_gpu(name: str) -> bool:
-    return EMBEDDERS[name]["gpu"]
+    return declaration(name).gpu
 
 
 def needs_weights(name: str) -> bool:
-    return EMBEDDERS[name]["weights"]
+    """Whether the embedder has a hub snapshot to fetch before its jobs run."""
+    return declaration(name).weights == "hub"
 
 
 def implementation(name: str) -> str:
-    return f"workflow_scripts.embedders.{EMBEDDERS[name]['module']}"
+    return declaration(name).module
 
 
-IMPLEMENTATIONS = frozenset(implementation(name) for name in EMBEDDERS)
+def built_in_implementations() -> frozenset[str]:
+    return frozenset(item.module for item in declarations().values() if item.module.startswith(f"{PACKAGE}."))
 
 
+# ---- code digests ---------------------------------------------------------------------
 def stage_modules(stage: str, embedder: str | None = None) -> frozenset[str]:
     """The code behind a stage's results: its module and what it imports, but of the
-    embedders' implementations only ``embedder``'s. The embedders package reaches every
-    implementation (build_embedder imports them lazily), so without this an edit to mert.py
-    would rerun the spectral embed jobs, fetch_model and everything after them."""
+    embedders' implementations only ``embedder``'s. The registry reaches every
+    implementation (it imports them to read their declarations), so without this an edit to
+    mert.py would rerun the spectral embed jobs, fetch_model and everything after them."""
     own = [implementation(embedder)] if embedder else []
-    leave_out = IMPLEMENTATIONS - set(own)
+    leave_out = built_in_implementations() - set(own)
     return frozenset().union(
         *(workflow_closure(module, leave_out) for module in [f"workflow_scripts.stages.{stage}", *own])
     )
 
 
+def external_source_digest(module: str) -> str:
+    """An embedder from another package: its module's source and its distribution's version,
+    since the import walk of this package's code cannot see it."""
+    spec = importlib.util.find_spec(module)
+    digest = hashlib.sha256(module.encode())
+    if spec is not None and spec.origin and Path(spec.origin).is_file():
+        digest.update(Path(spec.origin).read_bytes())
+    top = module.split(".")[0]
+    for distribution in importlib.metadata.packages_distributions().get(top, []):
+        digest.update(f"{distribution}=={importlib.metadata.version(distribution)}".encode())
+    return digest.hexdigest()[:16]
+
+
 @functools.cache
 def stage_code_digest(stage: str, embedder: str | None = None) -> str:
     """Digest of :func:`stage_modules`: in each rule's params and in the embed cache keys."""
-    return sources_digest(stage_modules(stage, embedder))
+    digest = sources_digest(stage_modules(stage, embedder))
+    if embedder and not implementation(embedder).startswith(f"{PACKAGE}."):
+        digest = hashlib.sha256(f"{digest}:{external_source_digest(implementation(embedder))}".encode()).hexdigest()[
+            :16
+        ]
+    return digest

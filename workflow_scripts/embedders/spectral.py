@@ -24,6 +24,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from workflow_scripts.embedders.base import Embedder, EmbedderError
+from workflow_scripts.embedders.declaration import EmbedderDeclaration
 
 POWER_FLOOR = 1e-10
 
@@ -113,3 +114,41 @@ class SpectralEmbedder(Embedder):
     def embed(self, clips: list[np.ndarray]) -> np.ndarray:
         vectors = np.stack([self._features(clip) for clip in clips]) if clips else np.zeros((0, self.dim), np.float32)
         return vectors[:, None, :]
+
+
+def build(name: str, settings: dict[str, Any], logger=None) -> SpectralEmbedder:
+    return SpectralEmbedder(settings)
+
+
+DECLARATIONS = [
+    EmbedderDeclaration(
+        name="spectral",
+        build=build,
+        description="Log-mel and chroma statistics (see workflow_scripts/embedders/spectral.py).",
+        settings={
+            "n_fft": {
+                "type": "integer",
+                "minimum": 64,
+                "default": 2048,
+                "description": "FFT and window size in samples.",
+            },
+            "hop_length": {
+                "type": "integer",
+                "minimum": 1,
+                "default": 480,
+                "description": "Samples between frames (20 ms at 24 kHz).",
+            },
+            "n_mels": {"type": "integer", "minimum": 8, "default": 64, "description": "Mel bands."},
+            "fmin": {"type": "number", "minimum": 0, "default": 30.0, "description": "Lowest mel frequency in Hz."},
+            "fmax": {
+                "type": "number",
+                "exclusiveMinimum": 0,
+                "default": 8000.0,
+                "description": "Highest mel frequency in Hz.",
+            },
+        },
+        # Its filter banks and window come from transformers' audio utilities.
+        packages=("numpy", "transformers"),
+        runtime_minutes=(15, 2),  # about a piece per second on one core; generous
+    )
+]

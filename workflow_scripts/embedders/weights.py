@@ -41,11 +41,18 @@ def _how_to_get_weights(settings: dict[str, Any], name: str) -> str:
         f"`huggingface-cli download {settings['model_id']} --revision {settings['revision']}`) "
         f"with the same cache ({hub_cache_folder(settings)}; set HF_HOME or embedder_settings.{name}.cache_dir), "
         f"or put the model files in a folder and set embedder_settings.{name}.local_dir. "
-        "Without weights, use the offline embedders: embedders: [spectral, basic_pitch, pianoroll]."
+        f"Without weights, use the offline embedders: embedders: {offline_embedders()}."
     )
 
 
-def resolve_model_folder(settings: dict[str, Any], name: str = "mert", download: bool = False) -> Path:
+def offline_embedders() -> list[str]:
+    """The embedders that need nothing fetched, as their declarations say."""
+    from workflow_scripts.embedders.registry import declarations
+
+    return [name for name, item in declarations().items() if item.weights in ("none", "wheel")]
+
+
+def resolve_model_folder(settings: dict[str, Any], name: str, download: bool = False) -> Path:
     """The folder holding config.json and the weights; downloads only when ``download``."""
     if settings.get("local_dir"):
         folder = Path(settings["local_dir"]).expanduser()

@@ -284,28 +284,41 @@ def excluded_text(record: dict[str, Any]) -> str:
     return f"{left}, {len(excluded)} excluded (see {catalogs}): {named}{more}"
 
 
-def run_message(record: dict[str, Any], early_stopping_probes: list[str], metric_head: bool) -> str:
+def run_message(record: dict[str, Any], early_stopping_probes: list[str] | None, metric_head: bool) -> str:
     """The one message for a variant: every part of this run that cannot run and why, with
-    the counts, the excluded files and what to do; empty when everything can run."""
+    the counts, the excluded files and what to do; empty when everything can run.
+
+    The record holds only what the data allow; which uses this run makes of them (its probes
+    that choose on validation, the metric head) is the run's config, read when the message is
+    made, so a record never goes stale when a probe is added. ``None``: every use."""
     failed_parts = {}
-    for part in record["checks"]:
-        failed = failures_of(record, part, active_uses(part, bool(early_stopping_probes), metric_head))
+    # One order however the record was stored (the JSON file sorts its keys): splits, then geometry.
+    for part in sorted(record["checks"], key=lambda name: (name == "geometry", name)):
+        early_stopping = early_stopping_probes is None or bool(early_stopping_probes)
+        failed = failures_of(record, part, active_uses(part, early_stopping, metric_head))
         if failed:
             failed_parts[part] = failed
     if not failed_parts:
         return ""
     message = compose_message(record, failed_parts)
-    if any(failure.use == "early_stopping" for failed in failed_parts.values() for failure in failed):
+    early_stopping_failed = any(
+        failure.use == "early_stopping" for failed in failed_parts.values() for failure in failed
+    )
+    if early_stopping_failed and early_stopping_probes:
         message += f" The probes that choose on validation are {', '.join(early_stopping_probes)}."
     return message
 
 
-def run_end_messages(record_paths: list[str], report: str) -> list[str]:
+def run_end_messages(
+    record_paths: list[str], report: str, early_stopping_probes: list[str], metric_head: bool
+) -> list[str]:
     """The message of every record that has one, pointing to the report: what a finished run did not run."""
     messages = []
     for path in record_paths:
         if Path(path).exists():
-            message = json.loads(Path(path).read_text(encoding="utf-8")).get("message")
+            message = run_message(
+                json.loads(Path(path).read_text(encoding="utf-8")), early_stopping_probes, metric_head
+            )
             if message:
                 messages.append(f"Not everything could run ({report} says the same). {message}")
     return messages

@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from workflow_scripts.embedders import Embedder, build_embedder
-from workflow_scripts.embedders.registry import RUNTIME_ONLY_SETTINGS, stage_code_digest
+from workflow_scripts.embedders.registry import RUNTIME_ONLY_SETTINGS, declaration, stage_code_digest
 from workflow_scripts.plumbing.batch_index import write_batch_index
 from workflow_scripts.plumbing.embeddings_table import embeddings_to_table
 from workflow_scripts.plumbing.io_utils import read_provenance, sha256_file, write_parquet_atomic
@@ -284,7 +284,7 @@ def embed_pending(
     reader_threads: int,
 ) -> None:
     description = embedder.describe()
-    libraries = package_versions("numpy", "torch", "transformers")
+    libraries = package_versions(*declaration(embedder.name).packages)
     run = SplittingRunner(embedder, logger, stats)
     batcher = ClipBatcher(embedder.batch_size, embedder.batch_key)
     progress = Progress(len(pending), "piece")

@@ -2,7 +2,8 @@
 (or a transfer) need, checked once from its split assignments and catalogs before any of
 them runs (workflow_scripts/probes/preconditions.py). It writes one record and, when
 something cannot run, logs one message naming the counts, the excluded files and what to
-do; the stages that read the record then write "not run" results instead of failing."""
+do; the stages that read the record then write "not run" results instead of failing. The
+run-end message and the report repeat it for the uses the run makes (its probes, its metric head)."""
 
 from __future__ import annotations
 
@@ -27,16 +28,16 @@ def main(snakemake) -> None:  # pragma: no cover - the Snakemake edge
         str(path): pd.read_csv(path, sep="\t", keep_default_na=False, dtype=str) for path in snakemake.input.catalogs
     }
     record = precondition_record(variant, assignments, catalogs, geometry=snakemake.params.geometry)
-    record["message"] = run_message(record, list(snakemake.params.early_stopping_probes), snakemake.params.metric_head)
-    if record["message"]:
-        logger.warning("%s", record["message"])
+    # Every use the data may be put to: the record does not depend on which probes this run has
+    # (the run-end message and the report name those), so adding a probe never rewrites it.
+    message = run_message(record, None, metric_head=True)
+    if message:
+        logger.warning("%s", message)
     else:
         logger.info(
             "%s: every precondition holds (%s)", variant, {part: c["counts"] for part, c in record["checks"].items()}
         )
-    settings = {
-        key: getattr(snakemake.params, key) for key in ("splits", "early_stopping_probes", "metric_head", "geometry")
-    }
+    settings = {key: getattr(snakemake.params, key) for key in ("splits", "geometry")}
     write_json_atomic(
         snakemake.output.preconditions,
         {**record, "provenance": provenance_record("preconditions", settings, wildcards=dict(snakemake.wildcards))},

@@ -23,7 +23,7 @@ import pandas as pd
 
 from workflow_scripts.plumbing.io_utils import write_text_atomic
 from workflow_scripts.plumbing.roles import CLOSED_SET_SPLITS
-from workflow_scripts.probes.preconditions import RAN
+from workflow_scripts.probes.preconditions import RAN, run_message
 
 PUBLISHED = {
     "top1": 0.344,
@@ -237,11 +237,13 @@ def transfer_table(summary: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def refusal_notices(preconditions: list[str]) -> str:
-    """The preconditions job's message for every variant where something could not run."""
+def refusal_notices(preconditions: list[str], uses: dict[str, Any]) -> str:
+    """The preconditions message for every variant where something could not run, for the
+    uses this run makes of its data (``uses``: validation_probes, metric_head)."""
     notices = []
     for path in preconditions:
-        message = json.loads(Path(path).read_text()).get("message")
+        record = json.loads(Path(path).read_text())
+        message = run_message(record, list(uses.get("validation_probes", [])), bool(uses.get("metric_head", True)))
         if message:
             notices.append(f"<p>{html.escape(message)}</p>")
     if not notices:
@@ -249,7 +251,7 @@ def refusal_notices(preconditions: list[str]) -> str:
     return "<div class='refused'><p><strong>Not everything could run.</strong></p>" + "".join(notices) + "</div>"
 
 
-def answer_section(summary: pd.DataFrame, maps: dict, preconditions: list[str]) -> str:
+def answer_section(summary: pd.DataFrame, maps: dict, preconditions: list[str], uses: dict[str, Any]) -> str:
     headline = headline_table(summary, maps)
     transfers = transfer_table(summary)
     test_set = ""
@@ -260,7 +262,7 @@ def answer_section(summary: pd.DataFrame, maps: dict, preconditions: list[str]) 
     not_ran = f" {missing} of {len(summary)} probe runs did not run (see above)." if missing else ""
     parts = [
         "<section id='answer'><h2>The answer</h2>",
-        refusal_notices(preconditions),
+        refusal_notices(preconditions, uses),
         leaky_warning(summary),
         "<p>Which piece does a passage never heard come from? For each embedder and rendering: the top-1 of the best "
         f"of the {summary.probe.nunique()} probes on the by_snippet test snippets (their measures are kept out of "
@@ -687,7 +689,9 @@ def build_report(inputs: dict[str, Any], output_folder: Path, comparison_png: Pa
     sections = [section for section in sections if section]
     body = [
         "<h1>chorale-id report</h1>",
-        answer_section(summary, retrieval_maps(inputs["retrieval"]), inputs.get("preconditions", [])),
+        answer_section(
+            summary, retrieval_maps(inputs["retrieval"]), inputs.get("preconditions", []), inputs.get("uses", {})
+        ),
         contents(sections),
         *sections,
     ]
@@ -705,4 +709,8 @@ def main(snakemake) -> None:  # pragma: no cover - the Snakemake edge
     inputs.update(
         {key: list(snakemake.input[key]) for key in ("metrics", "retrieval", "geometry", "catalogs", "preconditions")}
     )
+    inputs["uses"] = {
+        "validation_probes": list(snakemake.params.validation_probes),
+        "metric_head": snakemake.params.metric_head,
+    }
     write_text_atomic(output, build_report(inputs, output.parent, Path(snakemake.output.comparison_png)))
