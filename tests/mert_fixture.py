@@ -141,3 +141,23 @@ def mert_settings(folder: Path, **overrides) -> dict:
     }
     settings.update(overrides)
     return settings
+
+
+def build_small_ast(folder: Path, max_length: int = 128, seed: int = 0):
+    """A small random Audio Spectrogram Transformer with its feature extractor (log-mel input,
+    ``max_length`` frames of 10 ms at 16 kHz), saved with save_pretrained; returns it."""
+    from transformers import ASTConfig, ASTFeatureExtractor, ASTModel
+
+    torch.manual_seed(seed)
+    config = ASTConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_length=max_length,
+        num_mel_bins=128,
+    )
+    model = ASTModel(config).eval()
+    model.save_pretrained(folder)
+    ASTFeatureExtractor(sampling_rate=16000, num_mel_bins=128, max_length=max_length).save_pretrained(folder)
+    return model

@@ -13,7 +13,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from mert_fixture import DATA, build_small_mert, build_small_native, mert_settings, published_config
+from mert_fixture import DATA, build_small_ast, build_small_mert, build_small_native, mert_settings, published_config
 
 from workflow_scripts.embedders import EmbedderError, build_embedder
 from workflow_scripts.embedders.mert import padding_allowed, resample
@@ -108,6 +108,68 @@ def test_each_transformers_class_at_16_khz_resamples_the_rendered_audio(tmp_path
     assert description["settings"]["resampling"] == "soxr soxr_hq 24000 -> 16000 Hz"
     assert description["settings"]["loader"] == f"transformers {model_class}"
     assert resample(audio, RATE, 16000).size == int(np.ceil(audio.size * 16000 / RATE))
+
+
+def generic_settings(folder, **overrides) -> dict:
+    """The generic entry as config.yaml leaves it (no id, class auto, the model's own rate), on a local folder."""
+    return mert_settings(folder, model_id=None, revision=None, model_class="auto", model_sample_rate=None, **overrides)
+
+
+@pytest.mark.parametrize("model_class", ["Data2VecAudioModel", "HubertModel", "Wav2Vec2Model"])
+def test_the_generic_encoder_takes_the_class_and_rate_from_the_checkpoint(tmp_path, model_class):
+    model = build_small_native(tmp_path / model_class, model_class, sampling_rate=16000)
+    embedder = build_embedder("transformers_encoder", generic_settings(tmp_path / model_class))
+    audio = clip(1.2, 3)
+    np.testing.assert_allclose(
+        embedder.embed([audio])[0], direct_forward(model, resample(audio, RATE, 16000)), rtol=1e-4, atol=1e-5
+    )
+    description = embedder.describe()
+    assert description["settings"]["loader"] == f"transformers {model_class}"
+    assert description["settings"]["model_sample_rate"] == 16000
+    assert description["settings"]["input"] == "raw samples, normalised per clip"
+
+
+def ast_reference(model, audio: np.ndarray, chunk_samples: int) -> np.ndarray:
+    """The AST checkpoint run as its model card says (its feature extractor, then the model),
+    chunk by chunk, every hidden state averaged over all tokens of all chunks."""
+    from transformers import ASTFeatureExtractor
+
+    extractor = ASTFeatureExtractor(sampling_rate=16000, num_mel_bins=128, max_length=model.config.max_length)
+    sums, tokens = 0.0, 0
+    for start in range(0, audio.size, chunk_samples):
+        features = extractor(audio[start : start + chunk_samples], sampling_rate=16000, return_tensors="pt")
+        with torch.no_grad():
+            hidden = model(**features, output_hidden_states=True).hidden_states
+        sums = sums + torch.stack(hidden, dim=1)[0].sum(dim=1).double().numpy()
+        tokens += hidden[0].shape[1]
+    return sums / tokens
+
+
+def test_a_spectrogram_input_encoder_runs_on_its_own_features_in_chunks_it_can_take(tmp_path):
+    model = build_small_ast(tmp_path / "ast", max_length=128)  # 1.28 s of input
+    embedder = build_embedder("transformers_encoder", generic_settings(tmp_path / "ast"))
+    assert embedder.model_class == "ASTModel" and embedder.layers == 3 and embedder.dim == 32
+    assert embedder.chunk_samples == 128 * 160  # never beyond the fixed input: the extractor would cut it
+    audio = clip(3.0, 4)  # 24 kHz: 48,000 samples at 16 kHz, three chunks, the last 0.44 s
+    resampled = resample(audio, RATE, 16000)
+    vectors = embedder.embed([audio, audio[: RATE // 2]])
+    np.testing.assert_allclose(vectors[0], ast_reference(model, resampled, 128 * 160), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        vectors[1], ast_reference(model, resample(audio[: RATE // 2], RATE, 16000), 128 * 160), rtol=1e-4, atol=1e-5
+    )
+    description = embedder.describe()["settings"]
+    assert description["input"] == "ASTFeatureExtractor features of each chunk"
+    assert description["pooling"].startswith("mean over every token")
+
+
+def test_the_generic_encoder_without_a_model_id_or_a_known_type_says_what_to_set(tmp_path):
+    with pytest.raises(EmbedderError, match=r"transformers_encoder\.model_id is not set"):
+        build_embedder("transformers_encoder", generic_settings(None, local_dir=None))
+    build_small_native(tmp_path / "w2v", "Wav2Vec2Model", sampling_rate=16000)
+    config = json.loads((tmp_path / "w2v" / "config.json").read_text())
+    (tmp_path / "w2v" / "config.json").write_text(json.dumps({**config, "model_type": "whisper"}))
+    with pytest.raises(EmbedderError, match="model_type 'whisper' is not one this loader knows"):
+        build_embedder("transformers_encoder", generic_settings(tmp_path / "w2v"))
 
 
 def test_a_checkpoint_of_another_class_is_refused(tmp_path):

@@ -286,6 +286,31 @@ def test_mert_embedder_runs_in_the_workflow_from_a_local_model(tmp_path):
     assert metrics["test_snippets"] > 0
 
 
+def test_a_spectrogram_encoder_runs_in_the_workflow_through_the_generic_entry(tmp_path):
+    """transformers_encoder with only local_dir set: class, rate and input kind from the checkpoint."""
+    from mert_fixture import build_small_ast
+
+    build_small_ast(tmp_path / "ast-model", max_length=512)
+    folder = make_project(
+        tmp_path / "project",
+        {
+            "embedders": ["transformers_encoder"],
+            "embedder_settings": {"transformers_encoder": {"local_dir": str(tmp_path / "ast-model"), "batch_size": 4}},
+            "probes": {"linear_lbfgs_std": {"kind": "logistic", "layer": "last"}},
+            "sweep": {"grid": {}},
+            "retrieval": {"metric_head": {"epochs": 20}},
+        },
+    )
+    snakemake(folder, "--cores", "2", "--resources", "gpu=1")
+    provenance = read_provenance(folder / "results/embeddings/transformers_encoder/piano/bwv2.6.parquet")
+    described = provenance["embedder"]
+    assert described["layers"] == 3 and described["dim"] == 32 and described["model_id"] == "local folder ast-model"
+    assert described["settings"]["loader"] == "transformers ASTModel"
+    assert described["settings"]["resampling"] == "soxr soxr_hq 24000 -> 16000 Hz"
+    summary = pd.read_csv(folder / "results/summary.tsv", sep="\t")
+    assert set(summary.embedder) == {"transformers_encoder"} and (summary.status == "ran").all()
+
+
 def test_basic_pitch_and_pianoroll_run_end_to_end(tmp_path):
     folder = make_project(
         tmp_path / "project",

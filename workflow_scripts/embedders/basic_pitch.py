@@ -103,11 +103,12 @@ def resample_to_model_rate(clip: np.ndarray, sample_rate: int) -> np.ndarray:
 def model_windows(audio: np.ndarray) -> np.ndarray:
     """(windows, 43844, 1) float32: Basic Pitch's overlapping windows of 22,050 Hz audio."""
     padded = np.concatenate([np.zeros(OVERLAP_SAMPLES // 2, np.float32), audio.astype(np.float32)])
-    windows = []
-    for start in range(0, padded.size, HOP_SAMPLES):
+    starts = range(0, padded.size, HOP_SAMPLES)
+    windows = np.zeros((len(starts), WINDOW_SAMPLES, 1), np.float32)  # the last window's tail stays zero
+    for row, start in enumerate(starts):
         window = padded[start : start + WINDOW_SAMPLES]
-        windows.append(np.pad(window, (0, WINDOW_SAMPLES - window.size)))
-    return np.stack(windows)[:, :, None]
+        windows[row, : window.size, 0] = window
+    return windows
 
 
 def unwrap(outputs: list[np.ndarray], audio_samples: int) -> np.ndarray:

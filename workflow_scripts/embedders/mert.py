@@ -70,7 +70,21 @@ MODEL_CLASSES = {
     "HubertModel": "HubertConfig",
     "Data2VecAudioModel": "Data2VecAudioConfig",
     "Wav2Vec2Model": "Wav2Vec2Config",
+    "ASTModel": "ASTConfig",
 }
+# Classes that take spectrogram features, with the feature extractor that makes them from the
+# waveform on the host (the others take raw samples, normalised as Wav2Vec2FeatureExtractor would).
+SPECTROGRAM_EXTRACTORS = {"ASTModel": "ASTFeatureExtractor"}
+# model_class "auto": the class a config.json's own model_type names (MERT's custom type is a
+# HubertModel with its options off, see above).
+CLASS_OF_MODEL_TYPE = {
+    "hubert": "HubertModel",
+    "mert_model": "HubertModel",
+    "wav2vec2": "Wav2Vec2Model",
+    "data2vec-audio": "Data2VecAudioModel",
+    "audio-spectrogram-transformer": "ASTModel",
+}
+AUTO_CLASS = "auto"
 RESAMPLER_QUALITY = "soxr_hq"
 AUTOCAST_DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
 # Precisions that cast the model's weights (and so its input) rather than autocasting.
@@ -101,6 +115,17 @@ def model_config_from(config_dict: dict[str, Any], model_class: str, where: str)
     values = {key: value for key, value in config_dict.items() if key in known and key not in ignored}
     # Masking, dropout and layer drop only act in training mode; the model runs in eval.
     return config_class(**values)
+
+
+def class_from_config(config_dict: dict[str, Any], where: str) -> str:
+    """The transformers class for ``model_class: auto``: the one config.json's model_type names."""
+    model_type = config_dict.get("model_type")
+    if model_type not in CLASS_OF_MODEL_TYPE:
+        raise EmbedderError(
+            f"{where}: model_type '{model_type}' is not one this loader knows ({sorted(CLASS_OF_MODEL_TYPE)}); "
+            f"set model_class to one of {sorted(MODEL_CLASSES)} if the checkpoint fits one of them."
+        )
+    return CLASS_OF_MODEL_TYPE[model_type]
 
 
 def hubert_config_from(config_dict: dict[str, Any]):
@@ -139,12 +164,13 @@ def plan_batches(lengths: list[int], max_batch: int, allow_padding: bool) -> lis
     ]
 
 
-def chunk_clip(clip: np.ndarray, chunk_samples: int) -> list[np.ndarray]:
-    """Consecutive chunks of at most ``chunk_samples``; a short tail joins the previous chunk."""
+def chunk_clip(clip: np.ndarray, chunk_samples: int, join_tail: bool = True) -> list[np.ndarray]:
+    """Consecutive chunks of at most ``chunk_samples``; a short tail joins the previous chunk
+    unless ``join_tail`` is off (a model with a fixed input length would cut it off)."""
     if clip.size <= chunk_samples:
         return [clip]
     starts = list(range(0, clip.size, chunk_samples))
-    if clip.size - starts[-1] < chunk_samples // 4 and len(starts) > 1:
+    if join_tail and clip.size - starts[-1] < chunk_samples // 4 and len(starts) > 1:
         starts.pop()  # a tail under a quarter chunk would be a poorly normalised fragment
     bounds = starts[1:] + [clip.size]
     return [clip[start:stop] for start, stop in zip(starts, bounds)]
@@ -160,17 +186,22 @@ class AudioEncoderEmbedder(Embedder):
         self.settings = settings
         self.logger = logger or logging.getLogger(f"chorale_id.{name}")
         self.sample_rate = int(settings["sample_rate"])  # the rendered audio's
-        # Defaults: MERT-v1-95M's (settings built by hand, as the benchmarks do, may leave them out).
-        self.model_sample_rate = int(settings.get("model_sample_rate") or self.sample_rate)
-        self.model_class = settings.get("model_class", "HubertModel")
-        if self.model_class not in MODEL_CLASSES:
-            raise EmbedderError(
-                f"embedder_settings.{name}.model_class '{self.model_class}' is not one of {sorted(MODEL_CLASSES)}."
-            )
         self.device = self._choose_device(torch, settings["device"])
         self.folder = resolve_model_folder(settings, name)
         self.config_dict = json.loads((self.folder / "config.json").read_text(encoding="utf-8"))
+        # Defaults: MERT-v1-95M's class (settings built by hand, as the benchmarks do, may leave it out).
+        self.model_class = settings.get("model_class", "HubertModel")
+        if self.model_class == AUTO_CLASS:
+            self.model_class = class_from_config(self.config_dict, str(self.folder / "config.json"))
+        if self.model_class not in MODEL_CLASSES:
+            raise EmbedderError(
+                f"embedder_settings.{name}.model_class '{self.model_class}' is not one of "
+                f"{sorted(MODEL_CLASSES)} (or {AUTO_CLASS})."
+            )
+        self.spectrogram_input = self.model_class in SPECTROGRAM_EXTRACTORS
         self.model, self.feature_extractor = self._load(self.folder)
+        # The model's input rate: the entry's, which the preprocessor config must confirm, or its own.
+        self.model_sample_rate = int(settings.get("model_sample_rate") or self.feature_extractor.sampling_rate)
         self.layers = self.model.config.num_hidden_layers + 1
         self.dim = self.model.config.hidden_size
         self.precision = self._choose_precision(settings)
@@ -178,8 +209,10 @@ class AudioEncoderEmbedder(Embedder):
         if self.precision in WEIGHT_DTYPES:
             self.input_dtype = getattr(torch, WEIGHT_DTYPES[self.precision])
             self.model.to(self.input_dtype)
-        self.do_normalize = bool(self.feature_extractor.do_normalize)
-        self.allow_padding = padding_allowed(self.config_dict)
+        # Spectrogram models: the extractor normalises its features and pads every clip to one
+        # fixed length, so batch mates never change a clip's input.
+        self.do_normalize = not self.spectrogram_input and bool(self.feature_extractor.do_normalize)
+        self.allow_padding = self.spectrogram_input or padding_allowed(self.config_dict)
         self.batch_size = int(settings["batch_size"])
         # On the CPU one clip per forward pass: oneDNN's convolutions and matrix products give
         # results that depend (in the last bits) on the batch, so this keeps a piece's vectors
@@ -188,6 +221,10 @@ class AudioEncoderEmbedder(Embedder):
         # as one batch, full MERT-95M architecture, 2 cores).
         self.forward_batch_size = self.batch_size if self.device.type == "cuda" else 1
         self.chunk_samples = round(float(settings["chunk_seconds"]) * self.model_sample_rate)
+        if self.spectrogram_input:  # never longer than the model's fixed input (AST: max_length frames of 10 ms)
+            self.chunk_samples = min(
+                self.chunk_samples, self.feature_extractor.max_length * self.model_sample_rate // 100
+            )
         self._model_files = describe_model_folder(self.folder)
         check_known_files(self._model_files["files"], expected_files(settings), name)
 
@@ -216,7 +253,6 @@ class AudioEncoderEmbedder(Embedder):
 
     def _load(self, folder: Path):
         import transformers
-        from transformers import Wav2Vec2FeatureExtractor
 
         model_class = getattr(transformers, self.model_class)
         config = model_config_from(self.config_dict, self.model_class, str(folder / "config.json"))
@@ -235,11 +271,15 @@ class AudioEncoderEmbedder(Embedder):
             )
         if not (folder / "preprocessor_config.json").is_file():
             raise EmbedderError(f"{folder} has no preprocessor_config.json (the model's feature-extractor settings).")
-        feature_extractor = Wav2Vec2FeatureExtractor.from_pretrained(folder, local_files_only=True)
-        if feature_extractor.sampling_rate != self.model_sample_rate:
+        extractor_class = getattr(
+            transformers, SPECTROGRAM_EXTRACTORS.get(self.model_class, "Wav2Vec2FeatureExtractor")
+        )
+        feature_extractor = extractor_class.from_pretrained(folder, local_files_only=True)
+        requested = self.settings.get("model_sample_rate")
+        if requested and feature_extractor.sampling_rate != int(requested):
             raise EmbedderError(
                 f"{self.settings['model_id']}'s preprocessor_config.json says {feature_extractor.sampling_rate} Hz, but "
-                f"embedder_settings.{self.name}.model_sample_rate is {self.model_sample_rate}; correct the config entry."
+                f"embedder_settings.{self.name}.model_sample_rate is {requested}; correct the config entry."
             )
         model.eval().to(self.device)
         return model, feature_extractor
@@ -252,7 +292,7 @@ class AudioEncoderEmbedder(Embedder):
         )
         return {
             "name": self.name,
-            "model_id": self.settings["model_id"],
+            "model_id": self.settings.get("model_id") or f"local folder {self.folder.name}",
             "revision": "local folder" if self.settings.get("local_dir") else self.settings["revision"],
             "layers": self.layers,
             "dim": self.dim,
@@ -262,12 +302,21 @@ class AudioEncoderEmbedder(Embedder):
                 "model_sample_rate": self.model_sample_rate,
                 "resampling": resampling,
                 "precision": self.precision,
+                "input": (
+                    f"{type(self.feature_extractor).__name__} features of each chunk"
+                    if self.spectrogram_input
+                    else "raw samples" + (", normalised per clip" if self.do_normalize else "")
+                ),
                 "do_normalize": self.do_normalize,
                 "padding": self.allow_padding,
                 "feat_extract_norm": self.config_dict.get("feat_extract_norm", "group"),
                 "do_stable_layer_norm": bool(self.config_dict.get("do_stable_layer_norm", False)),
                 "chunk_seconds": float(self.settings["chunk_seconds"]),
-                "pooling": "mean over valid frames, every hidden state",
+                "pooling": (
+                    "mean over every token (the extractor's fixed-length input), every hidden state"
+                    if self.spectrogram_input
+                    else "mean over valid frames, every hidden state"
+                ),
                 "loader": f"transformers {self.model_class}",
             },
             "model_files": self._model_files["files"],
@@ -339,6 +388,8 @@ class AudioEncoderEmbedder(Embedder):
         """
         import torch
 
+        if self.spectrogram_input:
+            return self._forward_spectrogram_pooled(clips)
         values, lengths = self._device_batch(clips)
         sample_mask = torch.arange(values.shape[1], device=self.device)[None, :] < lengths[:, None]
         padded = bool((lengths != values.shape[1]).any())
@@ -357,6 +408,25 @@ class AudioEncoderEmbedder(Embedder):
             )
         return sums.cpu().numpy(), frames.cpu().numpy()
 
+    def _forward_spectrogram_pooled(self, clips: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Per clip: the float32 sum over every token of each hidden state, and the token count.
+
+        The checkpoint's own feature extractor makes the features on the host (it pads or cuts
+        each chunk to its fixed length; chunks are never longer, see ``chunk_samples``)."""
+        import torch
+
+        features = self.feature_extractor(
+            [np.asarray(clip, np.float32) for clip in clips], sampling_rate=self.model_sample_rate, return_tensors="pt"
+        )
+        name = self.feature_extractor.model_input_names[0]
+        values = features[name].to(self.device, self.input_dtype)
+        with torch.inference_mode():
+            with self._autocast(torch):
+                outputs = self.model(**{name: values}, output_hidden_states=True)
+            sums = torch.stack([hidden.float().sum(dim=1) for hidden in outputs.hidden_states], dim=1)
+            tokens = outputs.hidden_states[0].shape[1]
+        return sums.cpu().numpy(), np.full(len(clips), tokens, dtype=np.int64)
+
     def _autocast(self, torch):
         if self.precision in AUTOCAST_DTYPES:
             return torch.autocast(self.device.type, dtype=getattr(torch, AUTOCAST_DTYPES[self.precision]))
@@ -367,7 +437,7 @@ class AudioEncoderEmbedder(Embedder):
         pieces = [
             (clip_index, chunk)
             for clip_index, clip in enumerate(clips)
-            for chunk in chunk_clip(clip, self.chunk_samples)
+            for chunk in chunk_clip(clip, self.chunk_samples, join_tail=not self.spectrogram_input)
         ]
         sums = np.zeros((len(clips), self.layers, self.dim), dtype=np.float64)
         counts = np.zeros(len(clips), dtype=np.int64)
@@ -455,10 +525,10 @@ NONE_RECORDED = (
 def encoder_entry(
     name: str,
     description: str,
-    model_id: str,
+    model_id: str | None,
     revision: str | None,
     model_class: str,
-    model_sample_rate: int,
+    model_sample_rate: int | None,
     known_files: dict[str, dict[str, Any]] | None = None,
     revision_note: str = UNPINNED,
     known_files_note: str = NONE_RECORDED,
@@ -466,7 +536,11 @@ def encoder_entry(
 ) -> EmbedderDeclaration:
     """One checkpoint of the family: its identity fields' defaults, and the shared settings."""
     identity = {
-        "model_id": {"type": "string", "default": model_id, "description": "Hugging Face model id."},
+        "model_id": {
+            "type": "string" if model_id else ["string", "null"],
+            "default": model_id,
+            "description": "Hugging Face model id." + ("" if model_id else " Required unless local_dir is set."),
+        },
         "revision": {
             "type": ["string", "null"] if nullable_revision or revision is None else "string",
             "pattern": "^[0-9a-f]{40}$",
@@ -475,17 +549,20 @@ def encoder_entry(
         },
         "model_class": {
             "type": "string",
-            "enum": sorted(MODEL_CLASSES),
+            "enum": [*sorted(MODEL_CLASSES), AUTO_CLASS],
             "default": model_class,
-            "description": "The transformers class the checkpoint loads into (no remote code runs).",
+            "description": (
+                "The transformers class the checkpoint loads into (no remote code runs); auto: the class "
+                "config.json's model_type names."
+            ),
         },
         "model_sample_rate": {
-            "type": "integer",
+            "type": "integer" if model_sample_rate else ["integer", "null"],
             "minimum": 8000,
             "default": model_sample_rate,
             "description": (
-                "The model's input rate in Hz (its preprocessor_config.json must agree); other rendered rates are "
-                "resampled (soxr)."
+                "The model's input rate in Hz (its preprocessor_config.json must agree; null: the rate it says); "
+                "other rendered rates are resampled (soxr)."
             ),
         },
         "known_files": {
@@ -590,6 +667,18 @@ DECLARATIONS = [
         None,
         "Data2VecAudioModel",
         16000,
+    ),
+    encoder_entry(
+        "transformers_encoder",
+        (
+            "Any transformers audio encoder by model id, without remote code: HuBERT, wav2vec2 or Data2VecAudio "
+            "(raw waveforms) or AST (log-mel features), every hidden state mean-pooled. Set model_id and a pinned "
+            "revision, or local_dir; the class comes from config.json's model_type unless model_class names one."
+        ),
+        None,
+        None,
+        AUTO_CLASS,
+        None,
     ),
     encoder_entry(
         "hubert_base",

@@ -59,9 +59,14 @@ def resolve_model_folder(settings: dict[str, Any], name: str, download: bool = F
         if not (folder / "config.json").is_file():
             raise EmbedderError(
                 f"embedder_settings.{name}.local_dir '{folder}' has no config.json; point it at a folder holding "
-                f"{settings['model_id']}'s config.json, preprocessor_config.json and weights."
+                f"{settings.get('model_id') or 'the model'}'s config.json, preprocessor_config.json and weights."
             )
         return folder
+    if not settings.get("model_id"):
+        raise EmbedderError(
+            f"embedder_settings.{name}.model_id is not set: name the Hugging Face model (for example "
+            "facebook/wav2vec2-base) and pin its revision, or set local_dir to a folder holding its files."
+        )
     if not settings.get("revision"):
         raise EmbedderError(
             f"embedder_settings.{name}.revision is not pinned: set it to the full commit hash of {settings['model_id']} "
