@@ -1,8 +1,10 @@
 # chorale-id: Bach chorales -> FluidSynth audio -> frozen embeddings -> piece-identification probes.
 # This file only loads and validates the config, includes the stages and names the default targets.
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
+from workflow_scripts.embedders.declaration import DeclarationError
 from workflow_scripts.embedders.schema import workflow_schema_file
 
 min_version("9.0")
@@ -15,7 +17,13 @@ report: "report/workflow.rst"
 
 
 # config.schema.yaml with the embedder part each embedder module declares (docs/extending.md).
-validate(config, workflow_schema_file(), set_default=True)
+try:
+    SCHEMA_FILE = workflow_schema_file()
+except DeclarationError as error:
+    raise WorkflowError(f"embedders: {error}") from None
+
+
+validate(config, SCHEMA_FILE, set_default=True)
 
 
 include: "rules/common.smk"

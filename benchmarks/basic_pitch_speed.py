@@ -114,7 +114,8 @@ def main() -> None:
             )
     for label, seconds in best.items():
         print(f"{label:22s} {seconds:7.2f} s  {audio_seconds / seconds:6.1f} s-audio/s")
-    print(f"stage / model alone: {best['model alone'] / best['stage']:.2f}x (best of {arguments.repeats})")
+    ratio = best["model alone"] / best["stage"]
+    print(f"stage speed / model-alone speed: {ratio:.2f}x (best of {arguments.repeats} each)")
 
 
 if __name__ == "__main__":

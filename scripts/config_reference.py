@@ -23,7 +23,8 @@ SCHEMA = REPO_ROOT / "config.schema.yaml"
 REFERENCE = REPO_ROOT / "docs" / "configuration.md"
 HEADER = """# Configuration reference
 
-Generated from `config.schema.yaml` by `scripts/config_reference.py`; do not edit by hand.
+Generated from `config.schema.yaml` and the embedder modules' declarations by
+`scripts/config_reference.py`; do not edit by hand.
 Every key is optional: the default fills anything left out, and an unknown key is an error.
 `config.yaml` holds the defaults a run starts from; `--configfile my.yaml` overrides them
 (targets first: `snakemake <targets> --configfile my.yaml`).

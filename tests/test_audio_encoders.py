@@ -129,37 +129,70 @@ def test_the_generic_encoder_takes_the_class_and_rate_from_the_checkpoint(tmp_pa
     assert description["settings"]["input"] == "raw samples, normalised per clip"
 
 
+def ast_real_frames(extractor, audio: np.ndarray) -> int:
+    """The fbank frames of real audio in the extractor's output: it pads with zeros before
+    normalising, so every padded frame holds one constant value."""
+    features = extractor(audio, sampling_rate=16000, return_tensors="np")["input_values"][0]
+    padded = np.isclose(features, (0 - extractor.mean) / (extractor.std * 2)).all(axis=1)
+    return int((~padded).sum())
+
+
 def ast_reference(model, audio: np.ndarray, chunk_samples: int) -> np.ndarray:
     """The AST checkpoint run as its model card says (its feature extractor, then the model),
-    chunk by chunk, every hidden state averaged over all tokens of all chunks."""
+    chunk by chunk; every hidden state averaged over the special tokens and the patches whose
+    time span starts in real audio, over all chunks."""
     from transformers import ASTFeatureExtractor
 
     extractor = ASTFeatureExtractor(sampling_rate=16000, num_mel_bins=128, max_length=model.config.max_length)
+    config = model.config
+    frequency_patches = (config.num_mel_bins - config.patch_size) // config.frequency_stride + 1
+    time_patches = (config.max_length - config.patch_size) // config.time_stride + 1
     sums, tokens = 0.0, 0
     for start in range(0, audio.size, chunk_samples):
-        features = extractor(audio[start : start + chunk_samples], sampling_rate=16000, return_tensors="pt")
+        chunk = audio[start : start + chunk_samples]
+        real = np.arange(time_patches) * config.time_stride < ast_real_frames(extractor, chunk)
+        keep = np.concatenate([[True, True], np.tile(real, frequency_patches)])
         with torch.no_grad():
-            hidden = model(**features, output_hidden_states=True).hidden_states
-        sums = sums + torch.stack(hidden, dim=1)[0].sum(dim=1).double().numpy()
-        tokens += hidden[0].shape[1]
+            hidden = model(**extractor(chunk, sampling_rate=16000, return_tensors="pt"), output_hidden_states=True)
+        states = torch.stack(hidden.hidden_states, dim=1)[0].double().numpy()  # (layers, tokens, dim)
+        sums = sums + states[:, keep].sum(axis=1)
+        tokens += int(keep.sum())
     return sums / tokens
 
 
-def test_a_spectrogram_input_encoder_runs_on_its_own_features_in_chunks_it_can_take(tmp_path):
+def test_a_spectrogram_input_encoder_pools_only_real_audio_in_chunks_it_can_take(tmp_path):
     model = build_small_ast(tmp_path / "ast", max_length=128)  # 1.28 s of input
     embedder = build_embedder("transformers_encoder", generic_settings(tmp_path / "ast"))
     assert embedder.model_class == "ASTModel" and embedder.layers == 3 and embedder.dim == 32
     assert embedder.chunk_samples == 128 * 160  # never beyond the fixed input: the extractor would cut it
-    audio = clip(3.0, 4)  # 24 kHz: 48,000 samples at 16 kHz, three chunks, the last 0.44 s
-    resampled = resample(audio, RATE, 16000)
+    # 2.7 s: at 16 kHz two full chunks and a 0.14 s tail, under a quarter chunk, kept on its own
+    # (joined to the chunk before, it would be cut off by the extractor).
+    audio = clip(2.7, 4)
     vectors = embedder.embed([audio, audio[: RATE // 2]])
-    np.testing.assert_allclose(vectors[0], ast_reference(model, resampled, 128 * 160), rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(
-        vectors[1], ast_reference(model, resample(audio[: RATE // 2], RATE, 16000), 128 * 160), rtol=1e-4, atol=1e-5
-    )
+    for vector, part in zip(vectors, (audio, audio[: RATE // 2])):
+        expected = ast_reference(model, resample(part, RATE, 16000), 128 * 160)
+        np.testing.assert_allclose(vector, expected, rtol=1e-4, atol=1e-5)
     description = embedder.describe()["settings"]
     assert description["input"] == "ASTFeatureExtractor features of each chunk"
-    assert description["pooling"].startswith("mean over every token")
+    assert description["pooling"].startswith("mean over the tokens of real audio")
+    assert description["do_normalize"] is True and description["ignored_heads"] == []
+
+
+def test_the_generic_encoder_loads_the_base_model_of_a_checkpoint_with_a_task_head(tmp_path):
+    from transformers import ASTConfig, ASTFeatureExtractor, ASTForAudioClassification
+
+    config = ASTConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_length=128, num_labels=5
+    )
+    torch.manual_seed(0)
+    classifier = ASTForAudioClassification(config).eval()
+    classifier.save_pretrained(tmp_path / "head")
+    ASTFeatureExtractor(sampling_rate=16000, max_length=128).save_pretrained(tmp_path / "head")
+    embedder = build_embedder("transformers_encoder", generic_settings(tmp_path / "head"))
+    assert embedder.describe()["settings"]["ignored_heads"] == ["classifier"]
+    audio = clip(1.0, 5)
+    expected = ast_reference(classifier.audio_spectrogram_transformer, resample(audio, RATE, 16000), 128 * 160)
+    np.testing.assert_allclose(embedder.embed([audio])[0], expected, rtol=1e-4, atol=1e-5)
 
 
 def test_the_generic_encoder_without_a_model_id_or_a_known_type_says_what_to_set(tmp_path):

@@ -245,5 +245,19 @@ def test_an_embedder_from_another_package_runs_the_workflow_end_to_end(tmp_path)
 def test_a_plugin_name_unknown_without_its_package_is_refused_at_start(tmp_path):
     project = make_project(tmp_path / "project", {"embedders": ["band_energy"]})
     completed = snakemake(project, "--dry-run", check=False)
-    assert completed.returncode != 0 and "band_energy" in completed.stderr + completed.stdout
+    assert completed.returncode != 0 and "'band_energy' is not one of" in completed.stderr + completed.stdout
     assert stage_code_digest("embed", "spectral")  # the registry itself is unaffected
+
+
+def test_a_plugin_that_cannot_be_loaded_is_named_with_its_error(tmp_path, monkeypatch):
+    from workflow_scripts.embedders.registry import _from_entry_points
+
+    info = tmp_path / "broken_plugin-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugin\nVersion: 0.1\n", encoding="utf-8")
+    (info / "entry_points.txt").write_text("[chorale_id.embedders]\nbroken = no_such_module\n", encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(
+        DeclarationError, match=r"entry point 'broken = no_such_module' of broken-plugin .* ModuleNotFound"
+    ):
+        _from_entry_points()

@@ -148,7 +148,16 @@ def test_every_conda_env_pins_the_versions_of_the_lock():
 
 # Every Snakemake start (a dry run, a no-op rerun, each cluster job) parses the Snakefile:
 # these would add seconds to each (torch alone ~2.5 s, transformers ~7 s).
-HEAVY_AT_PARSE_TIME = ("torch", "transformers", "music21", "sklearn", "matplotlib", "soundfile", "fluidsynth")
+HEAVY_AT_PARSE_TIME = (
+    "torch",
+    "transformers",
+    "music21",
+    "sklearn",
+    "matplotlib",
+    "soundfile",
+    "fluidsynth",
+    "onnxruntime",
+)
 
 
 def test_parsing_the_workflow_imports_no_heavy_package():

@@ -101,6 +101,8 @@ def test_chunk_clip_covers_the_clip_and_absorbs_short_tails():
     assert [chunk.size for chunk in chunks] == [500, 550]
     assert np.array_equal(np.concatenate(chunks), audio)
     assert [chunk.size for chunk in chunk_clip(audio, 400)] == [400, 400, 250]
+    # A model with a fixed input length would cut a joined tail off: there it stays its own chunk.
+    assert [chunk.size for chunk in chunk_clip(audio, 500, join_tail=False)] == [500, 500, 50]
 
 
 def test_options_that_need_custom_code_are_refused(tmp_path):

@@ -3,7 +3,8 @@
 One loader for a family of named entries (``DECLARATIONS`` at the end; config ``embedder_settings.<name>``:
 model id, pinned revision, transformers class, sample rate): ``mert`` (MERT-v1-95M), ``mert_330m``
 (MERT-v1-330M), ``mert_v0`` (MERT-v0-public), ``music2vec`` (music2vec-v1, Data2VecAudioModel) and
-``hubert_base`` (HuBERT base trained on LibriSpeech: a speech baseline).
+``hubert_base`` (HuBERT base trained on LibriSpeech: a speech baseline), and ``transformers_encoder``, any
+checkpoint by id (its class from config.json's ``model_type``; raw-waveform models, or AST's log-mel input).
 
 Loading. MERT is published with custom code (``MERTModel``, ``MERTConfig``), but that code
 subclasses transformers' ``HubertModel`` and departs from it only through options: a CQT branch
@@ -126,6 +127,21 @@ def class_from_config(config_dict: dict[str, Any], where: str) -> str:
             f"set model_class to one of {sorted(MODEL_CLASSES)} if the checkpoint fits one of them."
         )
     return CLASS_OF_MODEL_TYPE[model_type]
+
+
+def task_head_keys(model, config_dict: dict[str, Any], model_class: str, unexpected: list[str]) -> list[str]:
+    """Checkpoint keys of a task or pre-training head that the base model rightly leaves out.
+
+    Only for a checkpoint whose config.json names another architecture than the base class
+    (``ASTForAudioClassification``, ``Wav2Vec2ForPreTraining``), and only keys outside the base
+    model's own modules (``classifier.*``, ``quantizer.*``, ``project_q.*``): a base-model key
+    that does not land is still refused, and a MERT checkpoint (``MERTModel``) stays strict."""
+    architectures = set(config_dict.get("architectures") or [])
+    if not architectures - {model_class, "MERTModel"}:
+        return []
+    own = {name for name, _ in model.named_children()} | {name for name, _ in model.named_parameters(recurse=False)}
+    own.add(model.base_model_prefix)
+    return sorted(key for key in unexpected if key.split(".")[0] not in own)
 
 
 def hubert_config_from(config_dict: dict[str, Any]):
@@ -259,9 +275,11 @@ class AudioEncoderEmbedder(Embedder):
         model, info = model_class.from_pretrained(
             folder, config=config, local_files_only=True, output_loading_info=True
         )
+        self.ignored_heads = task_head_keys(model, self.config_dict, self.model_class, info.get("unexpected_keys", []))
+        unexpected = sorted(set(info.get("unexpected_keys", [])) - set(self.ignored_heads))
         problems = {
             key: value
-            for key, value in info.items()
+            for key, value in {**info, "unexpected_keys": unexpected}.items()
             if value and key in ("missing_keys", "unexpected_keys", "mismatched_keys")
         }
         if problems:
@@ -307,13 +325,15 @@ class AudioEncoderEmbedder(Embedder):
                     if self.spectrogram_input
                     else "raw samples" + (", normalised per clip" if self.do_normalize else "")
                 ),
-                "do_normalize": self.do_normalize,
+                "do_normalize": bool(getattr(self.feature_extractor, "do_normalize", self.do_normalize)),
+                "ignored_heads": sorted({key.split(".")[0] for key in self.ignored_heads}),
                 "padding": self.allow_padding,
                 "feat_extract_norm": self.config_dict.get("feat_extract_norm", "group"),
                 "do_stable_layer_norm": bool(self.config_dict.get("do_stable_layer_norm", False)),
                 "chunk_seconds": float(self.settings["chunk_seconds"]),
                 "pooling": (
-                    "mean over every token (the extractor's fixed-length input), every hidden state"
+                    "mean over the tokens of real audio (the special tokens and the patches that start in it), "
+                    "every hidden state"
                     if self.spectrogram_input
                     else "mean over valid frames, every hidden state"
                 ),
@@ -409,10 +429,12 @@ class AudioEncoderEmbedder(Embedder):
         return sums.cpu().numpy(), frames.cpu().numpy()
 
     def _forward_spectrogram_pooled(self, clips: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """Per clip: the float32 sum over every token of each hidden state, and the token count.
+        """Per clip: the float32 sum over its tokens of each hidden state, and the token count.
 
-        The checkpoint's own feature extractor makes the features on the host (it pads or cuts
-        each chunk to its fixed length; chunks are never longer, see ``chunk_samples``)."""
+        The checkpoint's own feature extractor makes the features on the host, padding each
+        chunk to its fixed length (chunks are never longer, see ``chunk_samples``). Only the
+        special tokens and the patches whose time span starts inside the chunk's real frames are
+        pooled, so padding is never averaged in, and a short chunk weighs by what it holds."""
         import torch
 
         features = self.feature_extractor(
@@ -420,12 +442,26 @@ class AudioEncoderEmbedder(Embedder):
         )
         name = self.feature_extractor.model_input_names[0]
         values = features[name].to(self.device, self.input_dtype)
+        masks = torch.as_tensor(np.stack([self._token_mask(clip.size) for clip in clips]), device=self.device)
         with torch.inference_mode():
             with self._autocast(torch):
                 outputs = self.model(**{name: values}, output_hidden_states=True)
-            sums = torch.stack([hidden.float().sum(dim=1) for hidden in outputs.hidden_states], dim=1)
-            tokens = outputs.hidden_states[0].shape[1]
-        return sums.cpu().numpy(), np.full(len(clips), tokens, dtype=np.int64)
+            weights = masks.float()
+            sums = torch.stack(
+                [torch.einsum("btd,bt->bd", hidden.float(), weights) for hidden in outputs.hidden_states], 1
+            )
+        return sums.cpu().numpy(), masks.sum(dim=1).cpu().numpy().astype(np.int64)
+
+    def _token_mask(self, samples: int) -> np.ndarray:
+        """AST's tokens (two special ones, then frequency-major patches) that hold real audio."""
+        config = self.model.config
+        frequency_patches, time_patches = self.model.embeddings.get_shape(config)
+        # Kaldi framing, as the extractor computes its fbank: 25 ms windows every 10 ms.
+        window, shift = int(0.025 * self.model_sample_rate), int(0.01 * self.model_sample_rate)
+        frames = max(1, 1 + (samples - window) // shift)
+        real_time = np.arange(time_patches) * config.time_stride < frames
+        special = self.model.embeddings.position_embeddings.shape[1] - frequency_patches * time_patches
+        return np.concatenate([np.ones(special, bool), np.tile(real_time, frequency_patches)])
 
     def _autocast(self, torch):
         if self.precision in AUTOCAST_DTYPES:

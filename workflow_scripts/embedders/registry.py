@@ -128,13 +128,21 @@ def stage_modules(stage: str, embedder: str | None = None) -> frozenset[str]:
 
 
 def external_source_digest(module: str) -> str:
-    """An embedder from another package: its module's source and its distribution's version,
-    since the import walk of this package's code cannot see it."""
-    spec = importlib.util.find_spec(module)
-    digest = hashlib.sha256(module.encode())
-    if spec is not None and spec.origin and Path(spec.origin).is_file():
-        digest.update(Path(spec.origin).read_bytes())
+    """An embedder from another package: the sources of its top-level package (every .py file
+    under it) and its distribution's version, since the import walk of this repository's code
+    cannot see them. Workflow modules it imports are not followed: a plug-in that builds on a
+    built-in embedder's module should name it in its own code's version."""
     top = module.split(".")[0]
+    spec = importlib.util.find_spec(top)
+    digest = hashlib.sha256(module.encode())
+    if spec is not None and spec.submodule_search_locations:
+        files = sorted(path for folder in spec.submodule_search_locations for path in Path(folder).rglob("*.py"))
+    else:
+        files = [Path(spec.origin)] if spec is not None and spec.origin else []
+    for path in files:
+        if path.is_file():
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
     for distribution in importlib.metadata.packages_distributions().get(top, []):
         digest.update(f"{distribution}=={importlib.metadata.version(distribution)}".encode())
     return digest.hexdigest()[:16]

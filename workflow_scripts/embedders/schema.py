@@ -10,6 +10,7 @@ covers the registry, must not change when a probe does.
 from __future__ import annotations
 
 import functools
+import getpass
 import hashlib
 import json
 import os
@@ -46,13 +47,17 @@ def workflow_schema() -> dict[str, Any]:
 
 def workflow_schema_file() -> str:
     """:func:`workflow_schema` as a file for ``snakemake.utils.validate``, which takes a path.
-    Named by its content and written atomically, so concurrent Snakemake starts (a cluster
-    job's own start among them) share it safely."""
+
+    Kept in a folder of the user's own (a shared login node has many users) and named by its
+    content; a file found there is used only if it holds exactly that content, and a new one
+    is written atomically, so concurrent Snakemake starts (a cluster job's own among them)
+    share it safely."""
     text = _workflow_schema_json()
-    name = f"chorale-id-config-schema-{hashlib.sha256(text.encode()).hexdigest()[:16]}.json"
-    path = Path(tempfile.gettempdir()) / name
-    if not path.is_file():
-        handle, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{name}.")
+    folder = Path(tempfile.gettempdir()) / f"chorale-id-{getpass.getuser()}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    path = folder / f"config-schema-{hashlib.sha256(text.encode()).hexdigest()[:16]}.json"
+    if not path.is_file() or path.read_text(encoding="utf-8") != text:
+        handle, partial = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.")
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             stream.write(text)
         os.replace(partial, path)

@@ -268,7 +268,7 @@ def embed_batch(
             embedder = build_embedder(embedder_name, settings, logger=logger)
             stats.load_seconds = time.perf_counter() - loading
             logger.info("embedder %s ready in %.1f s: %s", embedder_name, stats.load_seconds, embedder.describe())
-        embed_pending(pending, embedder, settings, cache, logger, stats, reader_threads)
+        embed_pending(pending, embedder_name, embedder, settings, cache, logger, stats, reader_threads)
     stats.wall_seconds = time.perf_counter() - started
     log_job_summary(logger, len(pieces), stats)
     return stats
@@ -276,6 +276,7 @@ def embed_batch(
 
 def embed_pending(
     pending: list[tuple[PieceFiles, str]],
+    embedder_name: str,
     embedder: Embedder,
     settings: dict[str, Any],
     cache: PieceCache,
@@ -284,7 +285,7 @@ def embed_pending(
     reader_threads: int,
 ) -> None:
     description = embedder.describe()
-    libraries = package_versions(*declaration(embedder.name).packages)
+    libraries = package_versions(*declaration(embedder_name).packages)
     run = SplittingRunner(embedder, logger, stats)
     batcher = ClipBatcher(embedder.batch_size, embedder.batch_key)
     progress = Progress(len(pending), "piece")
