@@ -132,3 +132,16 @@ def test_only_iterative_probes_have_a_curve_in_the_report(report_run):
     variant = heading.split(" / ")[1]
     curve = pd.read_csv(report_run / f"results/probes/spectral/{variant}/by_snippet/{probe}/curve.tsv", sep="\t")
     assert shown_curve == has_curve(curve) and shown_curve == ("No training curve" not in best)
+
+
+def test_a_run_with_one_probe_lists_its_list_valued_settings(tmp_path):
+    """One probe shares nothing with another, so its l2_grid (a list) reaches the settings table."""
+    from workflow_scripts.stages.report import probe_settings, table_html
+
+    metrics = tmp_path / "metrics.json"
+    probe = {"kind": "logistic", "l2_grid": [0.1, 0.001], "layer": "mean"}
+    metrics.write_text(json.dumps({"probe": probe, "provenance": {"wildcards": {"probe": "linear_lbfgs_std"}}}))
+    settings, shared = probe_settings([str(metrics)])
+    assert shared == {}
+    page = table_html(settings, "{:g}")
+    assert "<td>0.1, 0.001</td>" in page and "<td>logistic</td>" in page

@@ -70,6 +70,10 @@ def table_html(frame: pd.DataFrame, float_format: str = "{:.4f}") -> str:
     def cell(value: Any, is_number: bool, tag: str = "td") -> str:
         if isinstance(value, float | np.floating):
             text = "" if pd.isna(value) else float_format.format(value)
+        elif isinstance(value, list | tuple | np.ndarray):  # a setting that is a list: l2_grid, k_grid
+            text = ", ".join(f"{item:g}" if isinstance(item, float) else str(item) for item in value)
+        elif isinstance(value, dict):
+            text = json.dumps(value, sort_keys=True)
         else:
             text = "" if value is None or (not isinstance(value, str) and pd.isna(value)) else str(value)
         # Only a cell with a long unbroken token (a sweep probe's name, a path) may break inside
