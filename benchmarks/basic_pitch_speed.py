@@ -26,10 +26,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+
+from embed_throughput import all_clips, job_files, rendered_pieces
 
 from workflow_scripts.embedders.basic_pitch import (
     INPUT_NAME,
@@ -40,26 +42,14 @@ from workflow_scripts.embedders.basic_pitch import (
     model_windows,
     resample_to_model_rate,
 )
-from workflow_scripts.plumbing.snippet_audio import read_snippet_audio
-from workflow_scripts.stages.embed import PieceFiles, embed_batch
+from workflow_scripts.stages.embed import embed_batch
 
 SETTINGS = {"threads": 1, "model_file": None, "model_sha256": None, "sample_rate": 24000}
 
 
-def rendered_pieces(folder: Path, limit: int) -> list[str]:
-    names = sorted(path.name.removesuffix(".snippets.parquet") for path in folder.glob("*.snippets.parquet"))
-    names = [name for name in names if (folder / f"{name}.flac").is_file()][:limit]
-    if not names:
-        raise SystemExit(f"{folder} holds no rendered pieces ({{piece}}.flac with {{piece}}.snippets.parquet)")
-    return names
-
-
 def timed_stage(embedder, audio: Path, names: list[str], scratch: Path, logger) -> float:
     out = Path(tempfile.mkdtemp(dir=scratch))
-    files = [
-        PieceFiles(name, audio / f"{name}.snippets.parquet", audio / f"{name}.flac", out / f"{name}.parquet")
-        for name in names
-    ]
+    files = job_files(audio, names, out)
     started = time.perf_counter()
     embed_batch(files, "basic_pitch", SETTINGS, out / "cache", logger, embedder=embedder, reader_threads=1)
     return time.perf_counter() - started
@@ -87,11 +77,7 @@ def main() -> None:
     logger = logging.getLogger("basic_pitch_speed")
 
     names = rendered_pieces(arguments.audio, arguments.pieces)
-    clips = []
-    for name in names:
-        clips += read_snippet_audio(
-            arguments.audio / f"{name}.flac", pq.read_table(arguments.audio / f"{name}.snippets.parquet")
-        )
+    clips = all_clips(arguments.audio, names)
     import soundfile
 
     SETTINGS["sample_rate"] = soundfile.info(str(arguments.audio / f"{names[0]}.flac")).samplerate

@@ -4,7 +4,6 @@ plugs in through the ``chorale_id.embedders`` entry-point group with no file of 
 from __future__ import annotations
 
 import ast
-import copy
 import os
 import re
 import textwrap
@@ -13,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from test_settings import validated
 from workflow_runner import REPO_ROOT, make_project, planned_jobs, snakemake
 
 from workflow_scripts.embedders import DeclarationError, EmbedderDeclaration, build_embedder
@@ -24,7 +24,7 @@ from workflow_scripts.embedders.registry import (
     needs_weights,
     stage_code_digest,
 )
-from workflow_scripts.embedders.schema import workflow_schema, workflow_schema_file
+from workflow_scripts.embedders.schema import workflow_schema
 from workflow_scripts.plumbing.io_utils import read_provenance
 
 
@@ -52,14 +52,6 @@ def test_the_schema_embedder_part_is_the_declarations():
     for name, item in declarations().items():
         assert blocks[name]["properties"] == item.settings and blocks[name]["additionalProperties"] is False
     assert blocks["mert"]["properties"]["revision"]["default"] == "12af15fef9d0ac838c3f475bfbbf26d2060dd4f5"
-
-
-def validated(config: dict) -> dict:
-    from snakemake.utils import validate
-
-    config = copy.deepcopy(config)
-    validate(config, workflow_schema_file(), set_default=True)
-    return config
 
 
 def test_validation_fills_each_declared_setting_and_refuses_what_is_not_declared():

@@ -292,9 +292,9 @@ def run_message(record: dict[str, Any], early_stopping_probes: list[str] | None,
     that choose on validation, the metric head) is the run's config, read when the message is
     made, so a record never goes stale when a probe is added. ``None``: every use."""
     failed_parts = {}
+    early_stopping = early_stopping_probes is None or bool(early_stopping_probes)
     # One order however the record was stored (the JSON file sorts its keys): splits, then geometry.
     for part in sorted(record["checks"], key=lambda name: (name == "geometry", name)):
-        early_stopping = early_stopping_probes is None or bool(early_stopping_probes)
         failed = failures_of(record, part, active_uses(part, early_stopping, metric_head))
         if failed:
             failed_parts[part] = failed
