@@ -25,11 +25,8 @@ from workflow_scripts.embedders.registry import (
     stage_code_digest,
 )
 from workflow_scripts.embedders.schema import workflow_schema
+from workflow_scripts.embedders.spectral import SpectralEmbedder
 from workflow_scripts.plumbing.io_utils import read_provenance
-
-
-def _build(name, settings, logger=None):
-    raise AssertionError("never built")
 
 
 def test_the_built_in_embedders_declare_what_the_workflow_asks_of_them():
@@ -78,16 +75,17 @@ def test_validation_fills_each_declared_setting_and_refuses_what_is_not_declared
         ({"weights": "cloud"}, "weights 'cloud' is not one of"),
         ({"settings": {"bands": {"type": "integer", "default": 4}}}, "setting 'bands' lacks description"),
         ({"settings": {"sample_rate": {"type": "integer", "default": 1, "description": "x"}}}, "the render rate"),
+        ({"embedder": object}, "embedder must be an Embedder subclass"),
     ],
 )
 def test_a_malformed_declaration_is_refused_naming_the_embedder_and_field(fields, message):
     with pytest.raises(DeclarationError, match=message) as caught:
-        EmbedderDeclaration(**{"name": "band_energy", "build": _build, "description": "d", **fields})
+        EmbedderDeclaration(**{"name": "band_energy", "embedder": SpectralEmbedder, "description": "d", **fields})
     assert "embedder declaration" in str(caught.value)
 
 
 def test_a_name_declared_twice_is_refused_naming_both_origins():
-    one = EmbedderDeclaration(name="spectral", build=_build, description="another spectral")
+    one = EmbedderDeclaration(name="spectral", embedder=SpectralEmbedder, description="another spectral")
     with pytest.raises(DeclarationError, match="declared twice: by module a and by entry point b"):
         _collect([("module a", [built_in_declarations()["spectral"]]), ("entry point b", one)])
     with pytest.raises(DeclarationError, match="must be a module with DECLARATIONS"):
@@ -175,14 +173,10 @@ class BandEnergy(Embedder):
         return np.stack([self._vector(clip) for clip in clips]).astype(np.float32)[:, None, :]
 
 
-def build(name, settings, logger=None):
-    return BandEnergy(settings)
-
-
 DECLARATIONS = [
     EmbedderDeclaration(
         name="band_energy",
-        build=build,
+        embedder=BandEnergy,
         description="Log band energies (a test plug-in).",
         settings={"bands": {"type": "integer", "minimum": 2, "default": 12, "description": "Frequency bands."}},
         packages=("numpy",),

@@ -30,4 +30,4 @@ def build_embedder(name: str, settings: dict[str, Any], logger=None) -> Embedder
         declared = declaration(name)
     except DeclarationError as error:
         raise EmbedderError(str(error)) from None
-    return declared.build(name, settings, logger)
+    return declared.build(settings, logger)

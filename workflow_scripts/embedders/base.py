@@ -26,6 +26,12 @@ class Embedder(ABC):
     # Clips per call to ``embed`` that the stage aims for (a forward pass for a model).
     batch_size: int = 64
 
+    @classmethod
+    def from_settings(cls, name: str, settings: dict[str, Any], logger=None) -> Embedder:
+        """What the registry calls to build the embedder its declaration names. Most take their
+        settings alone; one class serving several names (mert.py) overrides this."""
+        return cls(settings)
+
     @abstractmethod
     def describe(self) -> dict[str, Any]:
         """Everything that determines the vectors: id, revision, layers, dim, settings."""

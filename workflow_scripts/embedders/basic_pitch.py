@@ -211,14 +211,10 @@ class BasicPitchEmbedder(Embedder):
         return np.stack([self._embed_one(clip) for clip in clips])
 
 
-def build(name: str, settings: dict[str, Any], logger=None) -> BasicPitchEmbedder:
-    return BasicPitchEmbedder(settings)
-
-
 DECLARATIONS = [
     EmbedderDeclaration(
         name="basic_pitch",
-        build=build,
+        embedder=BasicPitchEmbedder,
         description=(
             "Basic Pitch's note, onset and contour posteriorgrams, pooled (see workflow_scripts/embedders/basic_pitch.py)."
         ),

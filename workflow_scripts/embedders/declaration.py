@@ -13,7 +13,6 @@ This module imports nothing heavy: every declaration is read at each Snakemake s
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,16 +37,16 @@ class DeclarationError(ValueError):
 class EmbedderDeclaration:
     """One embedder name and everything the workflow must know about it before building it.
 
-    ``build(name, settings, logger)`` returns the :class:`~workflow_scripts.embedders.base.Embedder`;
-    it runs only inside embed jobs, so heavy imports belong inside it (or inside the class's
-    methods), never at the top of the module. ``settings`` maps each setting to a JSON-schema
+    ``embedder`` is the :class:`~workflow_scripts.embedders.base.Embedder` subclass; its
+    ``from_settings(name, settings, logger)`` builds it, only inside embed jobs, so heavy
+    imports belong inside its methods, never at the top of the module. ``settings`` maps each setting to a JSON-schema
     property (``type``, ``default`` and ``description`` at least; ``minimum``, ``enum``,
     ``pattern`` as needed): they become ``embedder_settings.<name>`` in the config schema.
     ``runtime_minutes`` is (fixed, per piece) for a cluster job's time limit.
     """
 
     name: str
-    build: Callable[..., Any]
+    embedder: type
     description: str
     settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     gpu: bool = False
@@ -61,8 +60,8 @@ class EmbedderDeclaration:
             raise DeclarationError(f"{where}: the name must match {NAME_PATTERN.pattern}")
         if self.weights not in WEIGHT_SOURCES:
             raise DeclarationError(f"{where}: weights '{self.weights}' is not one of {sorted(WEIGHT_SOURCES)}")
-        if not callable(self.build):
-            raise DeclarationError(f"{where}: build must be callable (name, settings, logger) -> Embedder")
+        if not callable(getattr(self.embedder, "from_settings", None)):
+            raise DeclarationError(f"{where}: embedder must be an Embedder subclass (it has no from_settings)")
         for setting, spec in self.settings.items():
             missing = [key for key in SETTING_KEYS if key not in spec]
             if missing:
@@ -73,7 +72,11 @@ class EmbedderDeclaration:
     @property
     def module(self) -> str:
         """The module that holds the implementation: its code is behind this embedder's results."""
-        return getattr(self.build, "__module__", None) or "an unknown module"
+        return getattr(self.embedder, "__module__", None) or "an unknown module"
+
+    def build(self, settings: dict[str, Any], logger=None):
+        """The embedder, built from its settings (inside an embed job)."""
+        return self.embedder.from_settings(self.name, settings, logger)
 
     def schema_block(self) -> dict[str, Any]:
         """``embedder_settings.<name>`` in the config schema."""

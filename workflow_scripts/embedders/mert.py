@@ -195,6 +195,10 @@ def chunk_clip(clip: np.ndarray, chunk_samples: int, join_tail: bool = True) -> 
 class AudioEncoderEmbedder(Embedder):
     """A named entry of the family (``DECLARATIONS``): MERT-v1-95M as ``mert``, and its relatives."""
 
+    @classmethod
+    def from_settings(cls, name: str, settings: dict[str, Any], logger=None) -> AudioEncoderEmbedder:
+        return cls(name, settings, logger=logger)  # one class for every entry: it needs its name
+
     def __init__(self, name: str, settings: dict[str, Any], logger: logging.Logger | None = None):
         import torch
 
@@ -491,10 +495,6 @@ class AudioEncoderEmbedder(Embedder):
 MertEmbedder = AudioEncoderEmbedder  # the family's first member, by its former name
 
 
-def build(name: str, settings: dict[str, Any], logger: logging.Logger | None = None) -> AudioEncoderEmbedder:
-    return AudioEncoderEmbedder(name, settings, logger=logger)
-
-
 # ---- the entries ---------------------------------------------------------------------------
 # Settings every entry has, whatever its checkpoint.
 SHARED_SETTINGS: dict[str, dict[str, Any]] = {
@@ -610,7 +610,7 @@ def encoder_entry(
     }
     return EmbedderDeclaration(
         name=name,
-        build=build,
+        embedder=AudioEncoderEmbedder,
         description=description,
         settings={**identity, **SHARED_SETTINGS},
         gpu=True,

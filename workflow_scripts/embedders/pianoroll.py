@@ -107,14 +107,10 @@ class PianorollEmbedder(Embedder):
         return np.stack([pool_rolls(rolls) for rolls in clips])
 
 
-def build(name: str, settings: dict[str, Any], logger=None) -> PianorollEmbedder:
-    return PianorollEmbedder(settings)
-
-
 DECLARATIONS = [
     EmbedderDeclaration(
         name="pianoroll",
-        build=build,
+        embedder=PianorollEmbedder,
         description=(
             "The played notes as Basic Pitch's three rolls, pooled the same way "
             "(see workflow_scripts/embedders/pianoroll.py). No settings."

@@ -116,14 +116,10 @@ class SpectralEmbedder(Embedder):
         return vectors[:, None, :]
 
 
-def build(name: str, settings: dict[str, Any], logger=None) -> SpectralEmbedder:
-    return SpectralEmbedder(settings)
-
-
 DECLARATIONS = [
     EmbedderDeclaration(
         name="spectral",
-        build=build,
+        embedder=SpectralEmbedder,
         description="Log-mel and chroma statistics (see workflow_scripts/embedders/spectral.py).",
         settings={
             "n_fft": {
