@@ -3,8 +3,8 @@
 For each embedder's dataset and the by_snippet split written by a workflow run (default:
 the default run's results/), this runs
 
-- ``fast``: the probe config.yaml names ``linear_lbfgs_std`` (kind logistic: L2 chosen on
-  validation, refit on train + validation), through the classify stage's own ``run_probe``;
+- ``fast``: the probe config.yaml names ``linear_lbfgs_std`` (kind logistic: L2 chosen on five
+  held-out folds of train + validation, refit on both), through the classify stage's ``run_probe``;
 - ``sklearn``: ``LogisticRegression(C=1.0, class_weight="balanced", max_iter=300)`` on the same
   standardised mean-layer features, fitted on train + validation (what issue 21 measured);
 - ``knn``: the knn kind with its defaults, also through ``run_probe``;

@@ -26,6 +26,7 @@ from workflow_scripts.plumbing.settings import (
     soundfont_setting,
 )
 from workflow_scripts.music.synth import SynthError, resolve_soundfont
+from workflow_scripts.pooling import pooling_code_modules
 from workflow_scripts.probes.kinds import is_iterative, kinds_code_modules, selects_on_validation
 
 try:
@@ -255,11 +256,19 @@ ONE_SHOT_PROBES = [name for name in PROBES if name not in ITERATIVE_PROBES]
 
 
 def classify_code_digest():
-    """The classify stage's digest with the probe kinds' modules, which it imports by name."""
+    """The classify stage's digest with the probe kinds' and poolings' modules, which it imports by name."""
     from workflow_scripts.embedders.registry import stage_modules
     from workflow_scripts.plumbing.code_graph import sources_digest
 
-    return sources_digest(stage_modules("classify") | kinds_code_modules())
+    return sources_digest(stage_modules("classify") | kinds_code_modules() | pooling_code_modules())
+
+
+def retrieval_code_digest():
+    """The retrieval stage's digest with the poolings' modules, which it imports by name."""
+    from workflow_scripts.embedders.registry import stage_modules
+    from workflow_scripts.plumbing.code_graph import sources_digest
+
+    return sources_digest(stage_modules("retrieval") | pooling_code_modules())
 
 
 def warn_what_did_not_run():

@@ -70,6 +70,7 @@ for embedder in EMBEDDERS:
                     audio=[audio_path(variant, piece) for piece in batch],
                     embedder=embedder,
                     settings=embedder_settings(config, embedder),
+                    summary_hz=config["embed"]["summary_hz"],
                     cache=CACHE,
                 script:
                     "../workflow_scripts/run_stage.py"

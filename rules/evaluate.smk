@@ -29,7 +29,7 @@ rule retrieval:
         **job_resources("retrieval", mem_mb=4000, runtime=20),
     params:
         stage="retrieval",
-        code=stage_code_digest("retrieval"),
+        code=retrieval_code_digest(),
         settings=config["retrieval"],
     script:
         "../workflow_scripts/run_stage.py"

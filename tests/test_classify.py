@@ -10,6 +10,21 @@ from workflow_scripts.probes.probe_data import assemble, fit_normalization
 from workflow_scripts.stages.classify import run_probe
 
 
+def back_to_back_assignment(snippet_ids: list[str], pieces: list[str], test_every: int) -> pd.DataFrame:
+    """Roles for snippets named ``piece:NNN``: every ``test_every``-th in test, the rest in
+    train, each four measures of its piece back to back, as the default segmentation cuts them."""
+    index = np.array([int(snippet[-3:]) for snippet in snippet_ids])
+    return pd.DataFrame(
+        {
+            "snippet_id": snippet_ids,
+            "piece_id": pieces,
+            "role": np.where(index % test_every == 0, "test", "train"),
+            "first_measure": index * 4,
+            "stop_measure": index * 4 + 4,
+        }
+    )
+
+
 def clustered_dataset(classes=6, per_class=10, dim=16, layers=2, seed=0):
     rng = np.random.default_rng(seed)
     centres = rng.normal(0, 3, size=(classes, layers, dim))
@@ -17,8 +32,7 @@ def clustered_dataset(classes=6, per_class=10, dim=16, layers=2, seed=0):
     pieces = [f"p{c}" for c in range(classes) for _ in range(per_class)]
     snippet_ids = [f"p{c}:{i:03d}" for c in range(classes) for i in range(per_class)]
     table = embeddings_to_table(snippet_ids, pieces, [int(s[-3:]) for s in snippet_ids], vectors.astype(np.float32))
-    roles = ["test" if int(s[-3:]) % 5 == 0 else "train" for s in snippet_ids]
-    assignment = pd.DataFrame({"snippet_id": snippet_ids, "piece_id": pieces, "role": roles})
+    assignment = back_to_back_assignment(snippet_ids, pieces, test_every=5)
     return table, {"layers": layers, "dim": dim}, assignment
 
 

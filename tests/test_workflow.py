@@ -317,10 +317,11 @@ def test_basic_pitch_and_pianoroll_run_end_to_end(tmp_path):
         {
             "embedders": ["basic_pitch", "pianoroll"],
             "probes": {
-                "linear_lbfgs_std": {"optimizer": "lbfgs", "normalization": "standardize", "weight_decay": 0.001}
+                "linear_lbfgs_std": {"optimizer": "lbfgs", "normalization": "standardize", "weight_decay": 0.001},
+                "in_order": {"kind": "logistic", "pooling": "sequence"},  # from the time summaries
             },
             "sweep": {"grid": {}},
-            "retrieval": {"metric_head": {"epochs": 20}},
+            "retrieval": {"metric_head": {"epochs": 20}, "pooling": "mean_std"},
         },
     )
     snakemake(folder, "--cores", "2")
@@ -335,8 +336,11 @@ def test_basic_pitch_and_pianoroll_run_end_to_end(tmp_path):
         assert (results / f"retrieval/{embedder}/piano/by_piece/metrics.json").is_file()
     summary = pd.read_csv(results / "summary.tsv", sep="\t").set_index(["embedder", "probe"])
     for embedder in ("basic_pitch", "pianoroll"):
-        row = summary.loc[(embedder, "linear_lbfgs_std")]
-        assert row.top1 > 1 / row.classes, embedder
+        for probe, pooling in (("linear_lbfgs_std", "native"), ("in_order", "sequence")):
+            row = summary.loc[(embedder, probe)]
+            assert row.top1 > 1 / row.classes and row.pooling == pooling, (embedder, probe)
+        metrics = json.loads((results / f"retrieval/{embedder}/piano/by_piece/metrics.json").read_text())
+        assert metrics["status"] == "ran" and metrics["provenance"]["settings"]["pooling"] == "mean_std"
     assert planned_jobs(folder) == {}
 
 

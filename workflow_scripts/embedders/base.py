@@ -3,6 +3,11 @@
 The embed stage (workflow_scripts/stages/embed.py) gathers the snippets of every piece of a job
 and hands an embedder batches of at most ``batch_size`` clips that share one
 ``batch_key``; the embedder returns one float32 vector per layer for each clip.
+
+An embedder that can also keep a time summary (workflow_scripts/embedders/time_summary.py,
+read by workflow_scripts/pooling) says its layout in ``summary_layout`` and returns summaries
+from ``embed_with_summaries``; ``FrameEmbedder`` gives both to an embedder that computes
+per-frame features on the host and pools them.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+
+from workflow_scripts.embedders.time_summary import TimeSummary, summarise_frames
 
 
 class EmbedderError(RuntimeError):
@@ -39,6 +46,15 @@ class Embedder(ABC):
     @abstractmethod
     def embed(self, clips: list[np.ndarray]) -> np.ndarray:
         """Float32 array (len(clips), layers, dim) for mono clips at ``sample_rate``."""
+
+    def summary_layout(self) -> dict[str, Any] | None:
+        """``{"layers", "dim", "frame_rate"}`` of the frames its time summary averages, or None
+        when it keeps none (then pooling ``native`` is its only pooling)."""
+        return None
+
+    def embed_with_summaries(self, clips: list[np.ndarray], summary_hz: float) -> tuple[np.ndarray, list[TimeSummary]]:
+        """``embed``'s vectors, and each clip's window means at ``summary_hz`` (one pass)."""
+        raise EmbedderError(f"embedder {self.name} keeps no time summary (its summary_layout is None)")
 
     def read_clips(self, audio_path: Path, manifest: pa.Table) -> list[np.ndarray]:
         """What ``embed`` takes for each snippet of a rendered piece, in manifest order: its
@@ -66,3 +82,42 @@ class Embedder(ABC):
 
     def timing_barrier(self) -> None:  # noqa: B027 - an optional hook: CPU work is already finished
         """Wait for work queued on an accelerator, so the stage's timings are honest."""
+
+
+class FrameEmbedder(Embedder):
+    """An embedder that computes per-frame features on the host and pools them: ``frames``
+    and ``pool_frames`` define it, and its vectors and time summaries come from one pass."""
+
+    frame_rate: float  # frames per second
+    frame_layers: int
+    frame_dim: int
+
+    @abstractmethod
+    def frames(self, clip: np.ndarray) -> np.ndarray:
+        """(frame_layers, frames, frame_dim) float64 features of one clip."""
+
+    @abstractmethod
+    def pool_frames(self, frames: np.ndarray) -> np.ndarray:
+        """(layers, dim) float32: the embedder's own vector from one clip's ``frames``."""
+
+    @property
+    def native_shape(self) -> tuple[int, int]:
+        description = self.describe()
+        return description["layers"], description["dim"]
+
+    def summary_layout(self) -> dict[str, Any]:
+        return {"layers": self.frame_layers, "dim": self.frame_dim, "frame_rate": self.frame_rate}
+
+    def embed(self, clips: list[np.ndarray]) -> np.ndarray:
+        if not clips:
+            return np.zeros((0, *self.native_shape), np.float32)
+        return np.stack([self.pool_frames(self.frames(clip)) for clip in clips])
+
+    def embed_with_summaries(self, clips: list[np.ndarray], summary_hz: float) -> tuple[np.ndarray, list[TimeSummary]]:
+        vectors, summaries = [], []
+        for clip in clips:
+            frames = self.frames(clip)
+            vectors.append(self.pool_frames(frames))
+            summaries.append(summarise_frames(frames, self.frame_rate, summary_hz))
+        stacked = np.stack(vectors) if vectors else np.zeros((0, *self.native_shape), np.float32)
+        return stacked, summaries

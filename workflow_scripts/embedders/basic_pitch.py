@@ -34,11 +34,12 @@ from typing import Any
 
 import numpy as np
 
-from workflow_scripts.embedders.base import Embedder, EmbedderError
+from workflow_scripts.embedders.base import EmbedderError, FrameEmbedder
 from workflow_scripts.embedders.declaration import EmbedderDeclaration
 from workflow_scripts.embedders.posteriorgram import (
     ANNOTATIONS_FPS,
     FFT_HOP,
+    FRAME_SECONDS,
     KEYS,
     LAYER_NAMES,
     MODEL_SAMPLE_RATE,
@@ -118,12 +119,13 @@ def unwrap(outputs: list[np.ndarray], audio_samples: int) -> np.ndarray:
     return joined[: int(np.floor(audio_samples * (ANNOTATIONS_FPS / MODEL_SAMPLE_RATE)))]
 
 
-class BasicPitchEmbedder(Embedder):
+class BasicPitchEmbedder(FrameEmbedder):
     name = "basic_pitch"
     # Clip by clip: each clip's windows go through the model as Basic Pitch runs them, so a
     # piece's vectors never depend on what else shares its job; batching buys nothing on a
     # CPU (86 s of audio per second and thread, window by window or 16 at a time).
     batch_size = 1
+    frame_rate, frame_layers, frame_dim = 1 / FRAME_SECONDS, len(LAYER_NAMES), KEYS
 
     def __init__(self, settings: dict[str, Any]):
         self.sample_rate = int(settings["sample_rate"])
@@ -200,15 +202,13 @@ class BasicPitchEmbedder(Embedder):
                 outputs[layer].append(value[0])
         return {layer: unwrap(values, audio.size) for layer, values in outputs.items()}
 
-    def _embed_one(self, clip: np.ndarray) -> np.ndarray:
+    def frames(self, clip: np.ndarray) -> np.ndarray:
+        """(3, frames, 88): the note, onset and folded contour posteriorgrams."""
         grams = self.posteriorgrams(clip)
-        rolls = np.stack([grams["note"], grams["onset"], fold_contour(grams["contour"])])
-        return pool_rolls(rolls)
+        return np.stack([grams["note"], grams["onset"], fold_contour(grams["contour"])])
 
-    def embed(self, clips: list[np.ndarray]) -> np.ndarray:
-        if not clips:
-            return np.zeros((0, len(LAYER_NAMES), POOLED_DIM), np.float32)
-        return np.stack([self._embed_one(clip) for clip in clips])
+    def pool_frames(self, frames: np.ndarray) -> np.ndarray:
+        return pool_rolls(frames)
 
 
 DECLARATIONS = [

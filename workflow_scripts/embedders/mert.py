@@ -56,6 +56,7 @@ import numpy as np
 
 from workflow_scripts.embedders.base import Embedder, EmbedderError
 from workflow_scripts.embedders.declaration import EmbedderDeclaration
+from workflow_scripts.embedders.time_summary import TimeSummary, from_window_sums
 from workflow_scripts.embedders.weights import (
     check_known_files,
     describe_model_folder,
@@ -403,17 +404,47 @@ class AudioEncoderEmbedder(Embedder):
         variance = (((values - mean) * mask) ** 2).sum(dim=1, keepdim=True) / counts
         return (values - mean) / torch.sqrt(variance + 1e-7) * mask
 
-    def _forward_pooled(self, clips: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """Per clip: the float32 sum over valid frames of every hidden state, and the frame count.
+    def summary_layout(self) -> dict[str, Any] | None:
+        """Every hidden state's frames at the convolutions' hop; a spectrogram-input model's
+        tokens are patches of frequency and time, not frames, so it keeps no summary."""
+        if self.spectrogram_input:
+            return None
+        return {"layers": self.layers, "dim": self.dim, "frame_rate": self.model_sample_rate / self.frame_hop}
+
+    @property
+    def frame_hop(self) -> int:
+        """Input samples between frames: the product of the feature encoder's strides (320 for MERT)."""
+        return int(np.prod(self.model.config.conv_stride))
+
+    def _window_sums(self, hidden_states, frame_mask, starts, summary_hz: float):
+        """(batch, windows, layers, dim) float32 sums of the valid frames of each window of
+        ``1 / summary_hz`` seconds, and (batch, windows) frame counts; frame ``f`` of a chunk
+        that starts ``starts[b]`` samples into its clip starts at ``starts[b] + f * hop``."""
+        import torch
+
+        frame_count = frame_mask.shape[1]
+        times = (starts[:, None] + torch.arange(frame_count, device=self.device)[None, :] * self.frame_hop).double()
+        window = torch.floor(times / self.model_sample_rate * summary_hz + 1e-9).long()
+        windows = int(window[frame_mask > 0].max()) + 1 if bool((frame_mask > 0).any()) else 0
+        one_hot = torch.nn.functional.one_hot(window.clamp(max=max(windows - 1, 0)), max(windows, 1)).float()
+        one_hot = one_hot * frame_mask[:, :, None]
+        sums = torch.stack([torch.einsum("bfd,bfw->bwd", h.float(), one_hot) for h in hidden_states], dim=2)
+        return sums, one_hot.sum(dim=1)
+
+    def _forward_pooled(
+        self, clips: list[np.ndarray], starts: list[int] | None = None, summary_hz: float | None = None
+    ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+        """Per clip: the float32 sum over valid frames of every hidden state, and the frame
+        count; with ``summary_hz``, also the window sums and counts (``_window_sums``).
 
         Each hidden state is reduced on the device as it is read, so the 13 (or 25) full
         (batch, frames, dim) states are never stacked, and only (batch, layers, dim) float32
-        values cross back to the host.
+        values (and the windows' sums, a few a second) cross back to the host.
         """
         import torch
 
         if self.spectrogram_input:
-            return self._forward_spectrogram_pooled(clips)
+            return (*self._forward_spectrogram_pooled(clips), None)
         values, lengths = self._device_batch(clips)
         sample_mask = torch.arange(values.shape[1], device=self.device)[None, :] < lengths[:, None]
         padded = bool((lengths != values.shape[1]).any())
@@ -430,7 +461,12 @@ class AudioEncoderEmbedder(Embedder):
             sums = torch.stack(
                 [torch.einsum("bfd,bf->bd", hidden.float(), frame_mask) for hidden in outputs.hidden_states], dim=1
             )
-        return sums.cpu().numpy(), frames.cpu().numpy()
+            windowed = None
+            if summary_hz is not None:
+                offsets = torch.tensor(starts or [0] * len(clips), device=self.device)
+                window_sums, window_frames = self._window_sums(outputs.hidden_states, frame_mask, offsets, summary_hz)
+                windowed = (window_sums.cpu().numpy(), window_frames.cpu().numpy().round().astype(np.int64))
+        return sums.cpu().numpy(), frames.cpu().numpy(), windowed
 
     def _forward_spectrogram_pooled(self, clips: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Per clip: the float32 sum over its tokens of each hidden state, and the token count.
@@ -473,23 +509,55 @@ class AudioEncoderEmbedder(Embedder):
         return torch.autocast(self.device.type, enabled=False)
 
     def embed(self, clips: list[np.ndarray]) -> np.ndarray:
+        return self._embed(clips, None)[0]
+
+    def embed_with_summaries(self, clips: list[np.ndarray], summary_hz: float) -> tuple[np.ndarray, list[TimeSummary]]:
+        if self.spectrogram_input:
+            raise EmbedderError(f"embedder {self.name} keeps no time summary (a spectrogram-input model)")
+        return self._embed(clips, summary_hz)
+
+    def _embed(self, clips: list[np.ndarray], summary_hz: float | None):
         clips = [resample(clip, self.sample_rate, self.model_sample_rate) for clip in clips]
-        pieces = [
-            (clip_index, chunk)
-            for clip_index, clip in enumerate(clips)
-            for chunk in chunk_clip(clip, self.chunk_samples, join_tail=not self.spectrogram_input)
-        ]
+        pieces = []  # (clip index, first sample of the chunk in its clip, chunk)
+        for clip_index, clip in enumerate(clips):
+            start = 0
+            for chunk in chunk_clip(clip, self.chunk_samples, join_tail=not self.spectrogram_input):
+                pieces.append((clip_index, start, chunk))
+                start += chunk.size
         sums = np.zeros((len(clips), self.layers, self.dim), dtype=np.float64)
         counts = np.zeros(len(clips), dtype=np.int64)
-        for batch in plan_batches([chunk.size for _, chunk in pieces], self.forward_batch_size, self.allow_padding):
-            batch_sums, batch_frames = self._forward_pooled([pieces[index][1] for index in batch])
+        windowed: list[dict[int, tuple[np.ndarray, int]]] = [{} for _ in clips]
+        for batch in plan_batches([chunk.size for *_, chunk in pieces], self.forward_batch_size, self.allow_padding):
+            batch_sums, batch_frames, batch_windows = self._forward_pooled(
+                [pieces[index][2] for index in batch], [pieces[index][1] for index in batch], summary_hz
+            )
             for row, index in enumerate(batch):
                 clip_index = pieces[index][0]
                 sums[clip_index] += batch_sums[row]
                 counts[clip_index] += batch_frames[row]
+                if batch_windows is not None:
+                    add_windows(windowed[clip_index], batch_windows[0][row], batch_windows[1][row])
         if np.any(counts == 0):
             raise EmbedderError("a clip is too short for the model to produce a single frame")
-        return (sums / counts[:, None, None]).astype(np.float32)
+        vectors = (sums / counts[:, None, None]).astype(np.float32)
+        if summary_hz is None:
+            return vectors, None
+        return vectors, [windows_summary(windows, self.layers, self.dim) for windows in windowed]
+
+
+def add_windows(into: dict[int, tuple[np.ndarray, int]], sums: np.ndarray, frames: np.ndarray) -> None:
+    """Add one chunk's (windows, layers, dim) sums and (windows,) counts to its clip's windows by index."""
+    for window in np.flatnonzero(frames):
+        total, count = into.get(window, (0.0, 0))
+        into[window] = (total + sums[window].astype(np.float64), count + int(frames[window]))
+
+
+def windows_summary(windows: dict[int, tuple[np.ndarray, int]], layers: int, dim: int) -> TimeSummary:
+    order = sorted(windows)
+    if not order:
+        return from_window_sums(np.zeros((layers, 0, dim)), np.zeros(0, np.int64))
+    sums = np.stack([windows[w][0] for w in order], axis=1)  # (layers, windows, dim)
+    return from_window_sums(sums, np.array([windows[w][1] for w in order]))
 
 
 MertEmbedder = AudioEncoderEmbedder  # the family's first member, by its former name

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from workflow_scripts.embedders.base import Embedder, EmbedderError
+from workflow_scripts.embedders.base import EmbedderError, FrameEmbedder
 from workflow_scripts.embedders.declaration import EmbedderDeclaration
 from workflow_scripts.embedders.posteriorgram import (
     FRAME_SECONDS,
@@ -71,9 +71,10 @@ def snippet_rolls(notes: np.ndarray, duration_s: float) -> np.ndarray:
     return np.stack([note, onset, note])
 
 
-class PianorollEmbedder(Embedder):
+class PianorollEmbedder(FrameEmbedder):
     name = "pianoroll"
     batch_size = 64
+    frame_rate, frame_layers, frame_dim = 1 / FRAME_SECONDS, len(LAYER_NAMES), KEYS
 
     def __init__(self, settings: dict[str, Any]):
         self.sample_rate = int(settings["sample_rate"])
@@ -101,10 +102,11 @@ class PianorollEmbedder(Embedder):
         durations = [samples / self.sample_rate for samples in manifest.column("num_samples").to_pylist()]
         return [snippet_rolls(notes, duration) for notes, duration in zip(snippet_notes(manifest), durations)]
 
-    def embed(self, clips: list[np.ndarray]) -> np.ndarray:
-        if not clips:
-            return np.zeros((0, len(LAYER_NAMES), POOLED_DIM), np.float32)
-        return np.stack([pool_rolls(rolls) for rolls in clips])
+    def frames(self, clip: np.ndarray) -> np.ndarray:
+        return clip  # read_clips already made the rolls
+
+    def pool_frames(self, frames: np.ndarray) -> np.ndarray:
+        return pool_rolls(frames)
 
 
 DECLARATIONS = [

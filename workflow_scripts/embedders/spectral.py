@@ -23,13 +23,13 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from workflow_scripts.embedders.base import Embedder, EmbedderError
+from workflow_scripts.embedders.base import EmbedderError, FrameEmbedder
 from workflow_scripts.embedders.declaration import EmbedderDeclaration
 
 POWER_FLOOR = 1e-10
 
 
-class SpectralEmbedder(Embedder):
+class SpectralEmbedder(FrameEmbedder):
     name = "spectral"
     # Clip by clip: nothing is gained by batching it, and each piece is finished (and
     # cached) as soon as its own snippets are, whatever else shares the job.
@@ -42,6 +42,10 @@ class SpectralEmbedder(Embedder):
         self.n_fft = int(settings["n_fft"])
         self.hop_length = int(settings["hop_length"])
         self.n_mels = int(settings["n_mels"])
+        self.frame_rate = (
+            self.sample_rate / self.hop_length
+        )  # centred frames: frame f is centred on sample f * hop_length
+        self.frame_layers, self.frame_dim = 1, self.n_mels + 12
         self.fmin = float(settings["fmin"])
         self.fmax = float(settings["fmax"])
         if self.fmax > self.sample_rate / 2:
@@ -99,21 +103,25 @@ class SpectralEmbedder(Embedder):
         spectrum = np.fft.rfft(frames, axis=-1).astype(np.complex64)
         return (np.abs(spectrum, dtype=np.float64) ** 2).T
 
-    def _features(self, clip: np.ndarray) -> np.ndarray:
+    def frames(self, clip: np.ndarray) -> np.ndarray:
+        """(1, frames, n_mels + 12): each frame's log-mel bands, then its 12 chroma values."""
         if clip.size < self.n_fft:
             clip = np.pad(clip, (0, self.n_fft - clip.size))
         power = self._power_spectrogram(clip)  # (frequency bins, frames)
         log_mel = 10.0 * np.log10(np.maximum(self._mel_rows @ power, POWER_FLOOR))
         chroma = self._chroma_rows @ power
         chroma = chroma / np.maximum(chroma.max(axis=0, keepdims=True), POWER_FLOOR)
+        return np.concatenate([log_mel, chroma]).T[None]
+
+    def pool_frames(self, frames: np.ndarray) -> np.ndarray:
+        # Back to (bands, frames) contiguous rows, the layout the statistics were always taken in,
+        # so the vectors stay bitwise what they were before frames were exposed.
+        log_mel = np.ascontiguousarray(frames[0, :, : self.n_mels].T)
+        chroma = np.ascontiguousarray(frames[0, :, self.n_mels :].T)
         flux = np.abs(np.diff(log_mel, axis=1)).mean(axis=1) if log_mel.shape[1] > 1 else np.zeros(self.n_mels)
         return np.concatenate(
             [log_mel.mean(axis=1), log_mel.std(axis=1), flux, chroma.mean(axis=1), chroma.std(axis=1)]
-        ).astype(np.float32)
-
-    def embed(self, clips: list[np.ndarray]) -> np.ndarray:
-        vectors = np.stack([self._features(clip) for clip in clips]) if clips else np.zeros((0, self.dim), np.float32)
-        return vectors[:, None, :]
+        ).astype(np.float32)[None]
 
 
 DECLARATIONS = [

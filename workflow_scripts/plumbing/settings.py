@@ -69,6 +69,9 @@ def probe_fragment(schema: dict[str, Any], entry: dict[str, Any]) -> dict[str, A
 def complete_config(config: dict[str, Any], schema: dict[str, Any]) -> None:
     """Check cross-key rules, expand the sweep into probes and fill defaults inside each variant and probe, in place."""
     check_segmentation(config["segmentation"])
+    from workflow_scripts.pooling import check_pooling
+
+    check_pooling(config["retrieval"]["pooling"], "retrieval")
     sweep = config.get("sweep") or {}
     probe_fields = set(probe_fragment(schema, sweep.get("base") or {})["properties"])
     unknown = set(sweep.get("grid") or {}) - probe_fields

@@ -47,9 +47,9 @@ def run_probe(
     groups: pd.DataFrame | None = None,
     logger=None,
 ) -> dict[str, Any]:
-    from workflow_scripts.plumbing.embeddings_table import table_to_embeddings
+    from workflow_scripts.pooling import pooled_embeddings
 
-    vectors = select_layer(table_to_embeddings(dataset_table, embedder["layers"], embedder["dim"]), probe.layer)
+    vectors = select_layer(pooled_embeddings(dataset_table, embedder, probe.pooling), probe.layer)
     data = assemble(
         dataset_table.column("snippet_id").to_pylist(),
         dataset_table.column("piece_id").to_pylist(),
@@ -203,8 +203,10 @@ def main(snakemake) -> None:  # pragma: no cover - the Snakemake edge
     from workflow_scripts.probes.plots import plot_confusion, plot_curve, plot_per_class
 
     torch.set_num_threads(snakemake.threads)
+    from workflow_scripts.pooling import read_dataset
+
     result = run_probe(
-        pq.read_table(snakemake.input.dataset),
+        read_dataset(snakemake.input.dataset, probe.pooling),
         dataset_provenance["embedder"],
         pq.read_table(snakemake.input.assignment).to_pandas(),
         probe,

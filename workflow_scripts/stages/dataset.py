@@ -20,7 +20,19 @@ from workflow_scripts.plumbing.io_utils import read_provenance, write_parquet_at
 from workflow_scripts.plumbing.provenance import provenance_record
 
 # Provenance fields that must agree across every shard of one dataset.
-CONSISTENT_FIELDS = ("name", "model_id", "revision", "model_files", "layers", "dim", "sample_rate", "settings")
+# ``summary`` (the time summary's layout and rate) among them: a shard written before summaries
+# existed, or at another summary_hz, is refused beside new ones rather than mixed.
+CONSISTENT_FIELDS = (
+    "name",
+    "model_id",
+    "revision",
+    "model_files",
+    "layers",
+    "dim",
+    "sample_rate",
+    "settings",
+    "summary",
+)
 
 
 class DatasetError(ValueError):
@@ -41,8 +53,8 @@ def check_shard(
             if embedder.get(field) != reference.get(field):
                 raise DatasetError(
                     f"piece '{piece}' ({path}): embedder {field} is {embedder.get(field)!r} but other shards have "
-                    f"{reference.get(field)!r}; shards from different settings cannot be mixed. "
-                    "Delete the stale shards (or the piece cache) and rerun."
+                    f"{reference.get(field)!r}; shards from different settings or code versions cannot be mixed. "
+                    "Delete the stale shards (or the piece cache) and rerun embed."
                 )
     if table.num_rows:
         vectors = table_to_embeddings(table, embedder["layers"], embedder["dim"])
@@ -66,11 +78,13 @@ def gather_shards(shard_paths: list[str | Path], embedder_name: str) -> tuple[pa
         if provenance.get("status") != "ok":
             excluded[provenance["piece_id"]] = provenance.get("reason", "")
             continue
-        tables.append(table.cast(embedding_schema(embedder["layers"], embedder["dim"])))
+        tables.append(table.cast(embedding_schema(embedder["layers"], embedder["dim"], "summary" in embedder)))
     if reference is None:
         raise DatasetError(f"no embedding shards for embedder '{embedder_name}'")
     dataset = (
-        pa.concat_tables(tables) if tables else embedding_schema(reference["layers"], reference["dim"]).empty_table()
+        pa.concat_tables(tables)
+        if tables
+        else embedding_schema(reference["layers"], reference["dim"], "summary" in reference).empty_table()
     )
     summary = {"embedder": reference, "pieces": len(tables), "snippets": dataset.num_rows, "excluded": excluded}
     return dataset, summary

@@ -9,8 +9,10 @@ A job loads the embedder once and embeds the snippets of all its pieces together
    length for MERT, whose group-normalised first convolution padding would change) and
    each bucket goes to the model as soon as it holds ``batch_size`` clips, so a forward
    pass sees full batches rather than one piece's three to six snippets;
-4. the pooled vectors are scattered back to their pieces, and a writer thread stores each
-   piece's shard (and its cache entry) as soon as its last snippet is done.
+4. the pooled vectors (and, for an embedder that keeps one, each snippet's time summary:
+   window means at ``embed.summary_hz``, workflow_scripts/pooling) are scattered back to
+   their pieces, and a writer thread stores each piece's shard (and its cache entry) as
+   soon as its last snippet is done.
 
 A batch that does not fit in the device's memory is split in half and retried, and the
 rest of the job keeps the smaller size; the job log reports the model's load time, the
@@ -34,6 +36,7 @@ import pyarrow.parquet as pq
 
 from workflow_scripts.embedders import Embedder, build_embedder
 from workflow_scripts.embedders.registry import RUNTIME_ONLY_SETTINGS, declaration, stage_code_digest
+from workflow_scripts.embedders.time_summary import TimeSummary
 from workflow_scripts.plumbing.batch_index import write_batch_index
 from workflow_scripts.plumbing.embeddings_table import embeddings_to_table
 from workflow_scripts.plumbing.io_utils import read_provenance, sha256_file, write_parquet_atomic
@@ -45,6 +48,8 @@ from workflow_scripts.plumbing.snippet_audio import read_snippet_audio
 # Pieces decoded ahead of the model per reader thread: enough to keep buckets filling
 # while the model runs, few enough that a job of thousands of pieces stays small in memory.
 PIECES_AHEAD_PER_READER = 4
+# embed.summary_hz's default (config.schema.yaml), for callers outside the workflow (benchmarks, tests).
+DEFAULT_SUMMARY_HZ = 2.0
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,7 @@ class LoadedPiece:
     clips: list[np.ndarray]
     render: dict[str, Any]
     vectors: np.ndarray | None = None
+    summaries: list[TimeSummary | None] | None = None
     remaining: int = 0
 
     @property
@@ -92,7 +98,7 @@ class JobStats:
         return {"computed": self.computed, "restored": self.restored}
 
 
-def embed_cache_key(files: PieceFiles, embedder_name: str, settings: dict[str, Any]) -> str:
+def embed_cache_key(files: PieceFiles, embedder_name: str, settings: dict[str, Any], summary_hz: float) -> str:
     return PieceCache.key(
         {
             "piece_id": files.piece_id,
@@ -100,6 +106,7 @@ def embed_cache_key(files: PieceFiles, embedder_name: str, settings: dict[str, A
             "audio_sha256": sha256_file(files.audio),
             "embedder": embedder_name,
             "settings": {key: value for key, value in settings.items() if key not in RUNTIME_ONLY_SETTINGS},
+            "summary_hz": summary_hz,
             "code": stage_code_digest("embed", embedder_name),
         }
     )
@@ -159,24 +166,31 @@ class ClipBatcher:
 
 
 class SplittingRunner:
-    """Calls ``embedder.embed``; a batch that runs out of memory is split in half and retried.
+    """Calls the embedder, with time summaries when ``summary_hz`` is set; a batch that runs
+    out of memory is split in half and retried.
 
     After a split, later batches are cut to the size that fitted, so one oversized batch
-    does not cost an out-of-memory error on every bucket of the job.
+    does not cost an out-of-memory error on every bucket of the job. Returns the vectors and
+    each clip's summary (None for every clip without ``summary_hz``).
     """
 
-    def __init__(self, embedder: Embedder, logger, stats: JobStats):
+    def __init__(self, embedder: Embedder, logger, stats: JobStats, summary_hz: float | None = None):
         self.embedder = embedder
         self.logger = logger
         self.stats = stats
+        self.summary_hz = summary_hz
         self.largest_that_fits: int | None = None
 
-    def __call__(self, clips: list[np.ndarray]) -> np.ndarray:
+    def __call__(self, clips: list[np.ndarray]) -> tuple[np.ndarray, list[TimeSummary | None]]:
         limit = self.largest_that_fits or len(clips)
         if len(clips) > limit:
-            return np.concatenate([self(clips[start : start + limit]) for start in range(0, len(clips), limit)])
+            parts = [self(clips[start : start + limit]) for start in range(0, len(clips), limit)]
+            return np.concatenate([vectors for vectors, _ in parts]), [s for _, summaries in parts for s in summaries]
         try:
-            vectors = self.embedder.embed(clips)
+            if self.summary_hz is None:
+                vectors, summaries = self.embedder.embed(clips), [None] * len(clips)
+            else:
+                vectors, summaries = self.embedder.embed_with_summaries(clips, self.summary_hz)
         except Exception as error:
             if not self.embedder.is_out_of_memory(error) or len(clips) == 1:
                 raise
@@ -193,7 +207,7 @@ class SplittingRunner:
             )
             return self(clips)
         self.stats.forward_calls += 1
-        return vectors
+        return vectors, summaries
 
 
 def write_shard(
@@ -207,11 +221,13 @@ def write_shard(
     vectors = piece.vectors
     if vectors is None:  # an excluded piece: no snippets
         vectors = np.zeros((0, embedder_description["layers"], embedder_description["dim"]), np.float32)
+    kept = "summary" in embedder_description
     table = embeddings_to_table(
         piece.manifest.column("snippet_id").to_pylist(),
         piece.manifest.column("piece_id").to_pylist(),
         piece.manifest.column("snippet_index").to_pylist(),
         vectors,
+        summaries=(piece.summaries or []) if kept else None,
     )
     render = piece.render
     provenance = provenance_record(
@@ -234,12 +250,18 @@ def write_shard(
 
 
 def restore_unchanged(
-    pieces: list[PieceFiles], cache: PieceCache, embedder_name: str, settings: dict[str, Any], logger, stats: JobStats
+    pieces: list[PieceFiles],
+    cache: PieceCache,
+    embedder_name: str,
+    settings: dict[str, Any],
+    summary_hz: float,
+    logger,
+    stats: JobStats,
 ) -> list[tuple[PieceFiles, str]]:
     """Restore the cached pieces; returns the others with their cache keys."""
     pending = []
     for files in pieces:
-        key = embed_cache_key(files, embedder_name, settings)
+        key = embed_cache_key(files, embedder_name, settings, summary_hz)
         if cache.restore(key, {"parquet": files.shard}):
             stats.restored += 1
             logger.info("%s: unchanged, restored from cache", files.piece_id)
@@ -256,19 +278,20 @@ def embed_batch(
     logger,
     embedder: Embedder | None = None,
     reader_threads: int = 2,
+    summary_hz: float = DEFAULT_SUMMARY_HZ,
 ) -> JobStats:
     """Embed every piece of a job into its shard; ``embedder`` may be passed in already built."""
     started = time.perf_counter()
     stats = JobStats()
     cache = PieceCache(cache_root, f"embed-{embedder_name}")
-    pending = restore_unchanged(pieces, cache, embedder_name, settings, logger, stats)
+    pending = restore_unchanged(pieces, cache, embedder_name, settings, summary_hz, logger, stats)
     if pending:
         if embedder is None:
             loading = time.perf_counter()
             embedder = build_embedder(embedder_name, settings, logger=logger)
             stats.load_seconds = time.perf_counter() - loading
             logger.info("embedder %s ready in %.1f s: %s", embedder_name, stats.load_seconds, embedder.describe())
-        embed_pending(pending, embedder_name, embedder, settings, cache, logger, stats, reader_threads)
+        embed_pending(pending, embedder_name, embedder, settings, cache, logger, stats, reader_threads, summary_hz)
     stats.wall_seconds = time.perf_counter() - started
     log_job_summary(logger, len(pieces), stats)
     return stats
@@ -283,10 +306,14 @@ def embed_pending(
     logger,
     stats: JobStats,
     reader_threads: int,
+    summary_hz: float = DEFAULT_SUMMARY_HZ,
 ) -> None:
     description = embedder.describe()
+    layout = embedder.summary_layout()
+    if layout is not None:
+        description["summary"] = {**layout, "hz": summary_hz}
     libraries = package_versions(*declaration(embedder_name).packages)
-    run = SplittingRunner(embedder, logger, stats)
+    run = SplittingRunner(embedder, logger, stats, summary_hz if layout is not None else None)
     batcher = ClipBatcher(embedder.batch_size, embedder.batch_key)
     progress = Progress(len(pending), "piece")
     writes: list[Future] = []
@@ -305,13 +332,15 @@ def embed_pending(
 
         def run_bucket(bucket: list[tuple[Any, np.ndarray]]) -> None:
             embedding = time.perf_counter()
-            vectors = run([clip for _, clip in bucket])
+            vectors, summaries = run([clip for _, clip in bucket])
             embedder.timing_barrier()
             stats.embed_seconds += time.perf_counter() - embedding
-            for ((piece, snippet), _), vector in zip(bucket, vectors):
+            for ((piece, snippet), _), vector, summary in zip(bucket, vectors, summaries):
                 if piece.vectors is None:
                     piece.vectors = np.empty((len(piece.clips), *vector.shape), np.float32)
+                    piece.summaries = [None] * len(piece.clips)
                 piece.vectors[snippet] = vector
+                piece.summaries[snippet] = summary
                 piece.remaining -= 1
                 if piece.remaining == 0:
                     piece.clips = [np.empty(0, np.float32)] * len(piece.clips)  # free the audio early
@@ -377,6 +406,7 @@ def main(snakemake) -> None:  # pragma: no cover - the Snakemake edge
         Path(snakemake.params.cache),
         logger,
         reader_threads=reader_threads_for(snakemake.threads),
+        summary_hz=float(snakemake.params.summary_hz),
     )
     write_batch_index(
         snakemake.output.index, "embed", [{"piece_id": p.piece_id, "shard": str(p.shard)} for p in pieces]

@@ -235,7 +235,6 @@ def main(snakemake) -> None:  # pragma: no cover - the Snakemake edge
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from workflow_scripts.plumbing.embeddings_table import table_to_embeddings
     from workflow_scripts.plumbing.io_utils import (
         read_provenance,
         write_json_atomic,
@@ -244,6 +243,7 @@ def main(snakemake) -> None:  # pragma: no cover - the Snakemake edge
     )
     from workflow_scripts.plumbing.job_log import job_logger
     from workflow_scripts.plumbing.provenance import provenance_record
+    from workflow_scripts.pooling import pooled_embeddings, read_dataset
     from workflow_scripts.probes.layers import select_layer
     from workflow_scripts.probes.plots import plot_representation_distances
 
@@ -271,8 +271,9 @@ def main(snakemake) -> None:  # pragma: no cover - the Snakemake edge
         import torch
 
         torch.set_num_threads(snakemake.threads)
-    table = pq.read_table(snakemake.input.dataset)
-    vectors = select_layer(table_to_embeddings(table, embedder["layers"], embedder["dim"]), settings["layer"])[:, 0, :]
+    table = read_dataset(snakemake.input.dataset, settings["pooling"])
+    pooled = pooled_embeddings(table, embedder, settings["pooling"], where=str(snakemake.input.dataset))
+    vectors = select_layer(pooled, settings["layer"])[:, 0, :]
     assignment = pq.read_table(snakemake.input.assignment).to_pandas().set_index("snippet_id")
     snippet_ids = table.column("snippet_id").to_pylist()
     roles = assignment.role.reindex(snippet_ids).fillna("unassigned").to_numpy()

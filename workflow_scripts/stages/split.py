@@ -175,7 +175,9 @@ def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
 def leaked_test_snippets(assignment: pd.DataFrame, snippets: pd.DataFrame) -> int:
     """Test snippets that share a measure with a training or validation snippet of their piece:
     0 under the overlap guard, the size of the leak without it."""
-    windows = assignment.merge(snippets[["snippet_id", "first_measure", "stop_measure"]], on="snippet_id", how="left")
+    windows = assignment.drop(columns=["first_measure", "stop_measure"], errors="ignore").merge(
+        snippets[["snippet_id", "first_measure", "stop_measure"]], on="snippet_id", how="left"
+    )
     leaked = 0
     for _, piece in windows.groupby("piece_id"):
         seen = piece[piece.role.isin(TRAINING_ROLES)][["first_measure", "stop_measure"]].to_numpy()
@@ -202,7 +204,11 @@ def summarise(assignment: pd.DataFrame, snippets: pd.DataFrame | None = None) ->
 def make_split(
     name: str, snippets: pd.DataFrame, settings: dict[str, Any], groups: pd.DataFrame | None = None
 ) -> pd.DataFrame:
-    return SPLITTERS[name](snippets, settings, groups)
+    """The split's roles, with each snippet's measure window beside them: a probe that carves
+    selection folds from the training roles (kinds' ``selection_folds``) keeps the same overlap guard."""
+    assignment = SPLITTERS[name](snippets, settings, groups)
+    windows = snippets[["snippet_id", "first_measure", "stop_measure"]]
+    return assignment.merge(windows, on="snippet_id", how="left", validate="one_to_one")
 
 
 def main(snakemake) -> None:  # pragma: no cover - the Snakemake edge

@@ -10,7 +10,16 @@ import pandas as pd
 from workflow_scripts.plumbing.io_utils import write_tsv_atomic
 from workflow_scripts.probes.preconditions import RAN
 
-SETTING_COLUMNS = ["kind", "head", "optimizer", "normalization", "layer", "class_weighting", "early_stopping"]
+SETTING_COLUMNS = [
+    "kind",
+    "pooling",
+    "head",
+    "optimizer",
+    "normalization",
+    "layer",
+    "class_weighting",
+    "early_stopping",
+]
 FIGURE_COLUMNS = [
     "top1",
     "top1_ci95",
@@ -60,6 +69,7 @@ def summary_row(metrics: dict) -> dict:
     row.update({column: metrics["probe"].get(column) for column in SETTING_COLUMNS})
     # Probes from before kinds were all the neural kind.
     row["kind"] = row["kind"] or "neural"
+    row["pooling"] = row["pooling"] or "native"  # and probes from before poolings read the embedder's own vector
     row.update({column: metrics.get(column) for column in FIGURE_COLUMNS})
     row["leaky"] = bool(metrics.get("leaky", False))
     # What the kind chose on validation ("l2=0.001", "k=5"); empty for fixed recipes.

@@ -45,7 +45,7 @@ def transfer_assignment(
 
 def _rows(assignment: pd.DataFrame, variant: str, roles: tuple[str, ...]) -> pd.DataFrame:
     chosen = assignment[assignment.role.isin(roles)]
-    return pd.DataFrame(
+    rows = pd.DataFrame(
         {
             "snippet_id": variant + "/" + chosen.snippet_id,
             "piece_id": chosen.piece_id.values,
@@ -53,6 +53,11 @@ def _rows(assignment: pd.DataFrame, variant: str, roles: tuple[str, ...]) -> pd.
             "variant": variant,
         }
     )
+    # The measure windows travel along, so selection folds hold a window out in every rendering at once.
+    for column in ("first_measure", "stop_measure"):
+        if column in chosen:
+            rows[column] = chosen[column].values
+    return rows
 
 
 def main(snakemake) -> None:  # pragma: no cover - the Snakemake edge

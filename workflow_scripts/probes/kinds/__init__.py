@@ -4,7 +4,7 @@ A kind is a module in this package that defines ``KIND = ProbeKind(...)``:
 
 - ``settings``: a frozen dataclass of its settings with their defaults, subclassing
   ``CommonSettings`` (``kind``, ``normalization``, ``layer``, ``seed``, ``bootstrap_resamples``,
-  which the stage applies before the kind sees the data);
+  ``pooling``, which the stage applies before the kind sees the data);
 - ``fit_and_score(data, settings, logger)``: fit on the train role (and choose whatever it
   chooses on validation), return a ``ProbeOutcome`` with scores for the test role;
 - ``iterative(settings)``: whether it has a training curve worth a figure (Adam's epochs);
@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from workflow_scripts.pooling import NATIVE, check_pooling
+
 NORMALIZATIONS = ("none", "standardize", "l2")
 # A probe without ``kind`` is the report's torch head, so configs written before kinds existed mean what they meant.
 DEFAULT_KIND = "neural"
@@ -41,12 +43,14 @@ class CommonSettings:
     layer: str | int = "mean"
     seed: int = 0
     bootstrap_resamples: int = 1000
+    pooling: str = NATIVE
 
     def check(self) -> None:
         """Choices and cross-field rules, for settings built in code as well as from the
         validated config; raise ValueError naming the field and the fix. Kinds extend it."""
         if self.normalization not in NORMALIZATIONS:
             raise ValueError(f"probe normalization '{self.normalization}' is not one of {NORMALIZATIONS}")
+        check_pooling(self.pooling, "probe")
 
 
 @dataclass

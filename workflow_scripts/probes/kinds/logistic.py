@@ -1,16 +1,24 @@
 """Kind ``logistic``: the fast linear probe, a multinomial logistic regression whose L2
-strength is chosen on validation.
+strength is chosen on held-out training snippets.
 
 One fixed penalty is not a fair probe: ``weight_decay: 0.01`` understated basic_pitch by
 3.7 points against stock scikit-learn (issue 21), because the right strength depends on the
 embedder's dimension and spread. So, per probe run:
 
-1. fit on the train role at each ``l2_grid`` value, strongest first, each fit warm-started
-   from the previous one (a regularisation path: later fits converge in few iterations);
-2. keep the value with the best validation top-1; a tie keeps the weaker penalty, the one
-   that lets the data speak (the default run's validation role holds 170 snippets for 410
-   pieces, so ties are common: docs/benchmarks.md, "The fast linear probe");
-3. refit on train + validation at that value, from its train solution, to convergence.
+1. split train + validation into ``selection_folds`` folds (``probe_data.selection_folds``:
+   each piece's measure windows dealt over the folds, the overlap guard kept in each);
+2. in each fold, fit on the rest at each ``l2_grid`` value, strongest first, each fit
+   warm-started from the previous one (a regularisation path: later fits converge in few
+   iterations), and count the held-out snippets each penalty names right;
+3. keep the penalty with the most right over all folds; a tie keeps the weaker penalty, the
+   one that lets the data speak;
+4. refit on train + validation at that value, to convergence.
+
+With ``selection_folds: 0`` the path is fitted on the train role once and judged on the
+validation role. That role is small (170 snippets for 410 pieces in the default run), so
+its choice is noisy: penalties tie, or differ by one snippet, and a rounding change on
+another CPU flips the choice (docs/benchmarks.md, "The fast linear probe"). Folds judge on
+all ~2,000 training snippets instead.
 
 The loss is the class-weighted mean cross-entropy (the report's inverse-frequency weights,
 as scikit-learn's ``class_weight="balanced"``) plus ``l2/2 * |W|^2`` on the weights, not the
@@ -29,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from workflow_scripts.probes.kinds import CommonSettings, ProbeKind, ProbeOutcome, require_validation, top1
-from workflow_scripts.probes.probe_data import ProbeData, train_and_validation
+from workflow_scripts.probes.probe_data import ProbeData, selection_folds, train_and_validation
 
 LBFGS_THREADS = 1
 
@@ -42,6 +50,7 @@ class LogisticSettings(CommonSettings):
     l2_grid: tuple[float, ...] = (1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5)
     max_iter: int = 1000
     tolerance: float = 1e-4
+    selection_folds: int = 5
 
     def __post_init__(self) -> None:
         # YAML gives a list; a frozen settings record keeps a tuple (hashable, and asdict gives it back as a list).
@@ -53,6 +62,10 @@ class LogisticSettings(CommonSettings):
             raise ValueError("kind logistic reads one layer: use an index, last or mean (weighted needs kind neural)")
         if not self.l2_grid or min(self.l2_grid) <= 0:
             raise ValueError(f"l2_grid must hold positive penalties; got {list(self.l2_grid)}")
+        if self.selection_folds < 0 or self.selection_folds == 1:
+            raise ValueError(
+                f"selection_folds must be 0 (judge on the validation role) or at least 2; got {self.selection_folds}"
+            )
 
 
 class Regression:
@@ -111,45 +124,79 @@ class Regression:
         with torch.no_grad():
             return (torch.as_tensor(features, dtype=torch.float64) @ self.weight + self.bias).numpy()
 
-    def state(self):
-        return self.weight.detach().clone(), self.bias.detach().clone()
 
-    def restore(self, state) -> None:
-        import torch
+def penalty_path(
+    settings: LogisticSettings, fit: tuple[np.ndarray, np.ndarray], held: tuple[np.ndarray, np.ndarray], classes: int
+) -> list[dict]:
+    """Fit on ``fit`` at each penalty, strongest first from warm starts; count ``held``'s right answers."""
+    model = Regression(fit[0].shape[1], classes, settings)
+    path = []
+    for l2 in settings.l2_grid:
+        iterations = model.fit(fit[0], fit[1], l2, classes)
+        right = int((model.scores(held[0]).argmax(axis=1) == held[1]).sum())
+        path.append({"l2": l2, "held_right": right, "held": len(held[1]), "iterations": iterations})
+    return path
 
-        with torch.no_grad():
-            self.weight.copy_(state[0])
-            self.bias.copy_(state[1])
+
+def judged_paths(data: ProbeData, settings: LogisticSettings, classes: int, workers: int = 1) -> list[list[dict]]:
+    """One penalty path per fold of train + validation, or one judged on the validation role.
+
+    The folds' paths run on ``workers`` threads at once, each path on one thread of its own,
+    so the figures are the same whatever the job's thread count."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if settings.selection_folds == 0:
+        require_validation(data, "logistic")
+        train = (data.flat("train"), data.labels["train"])
+        return [penalty_path(settings, train, (data.flat("validation"), data.labels["validation"]), classes)]
+    features, labels = train_and_validation(data)
+
+    def path(fold: tuple[np.ndarray, np.ndarray]) -> list[dict]:
+        fit, held = fold
+        return penalty_path(settings, (features[fit], labels[fit]), (features[held], labels[held]), classes)
+
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        return list(pool.map(path, selection_folds(data, settings.selection_folds, settings.seed)))
+
+
+def choose_penalty(settings: LogisticSettings, paths: list[list[dict]]) -> tuple[float, list[dict]]:
+    """The penalty with the most held-out snippets right over all paths (ties: the weaker), and the table."""
+    table = []
+    for index, l2 in enumerate(settings.l2_grid):
+        right = sum(path[index]["held_right"] for path in paths)
+        held = sum(path[index]["held"] for path in paths)
+        table.append({"l2": l2, "held_out_top1": right / held if held else float("nan"), "held_out": held})
+    best = max(range(len(table)), key=lambda index: (table[index]["held_out_top1"], index))
+    return table[best]["l2"], table
 
 
 def fit_and_score(data: ProbeData, settings: LogisticSettings, logger=None) -> ProbeOutcome:
+    import torch
+
     from workflow_scripts.probes.kinds.neural import torch_threads
 
-    require_validation(data, "logistic")
     classes = len(data.class_names)
-    train, validation = data.flat("train"), data.flat("validation")
+    workers = torch.get_num_threads()  # the job's threads, before each fit is pinned to one
     started = time.perf_counter()
     with torch_threads(LBFGS_THREADS):
-        model = Regression(train.shape[1], classes, settings)
-        path = []
-        best = None
-        for l2 in settings.l2_grid:
-            iterations = model.fit(train, data.labels["train"], l2, classes)
-            score = top1(data.labels["validation"], model.scores(validation))
-            path.append({"l2": l2, "validation_top1": score, "iterations": iterations})
-            if logger:
-                logger.info("l2 %.1e: validation top-1 %.4f after %d iterations", l2, score, iterations)
-            if best is None or score >= best[1]:
-                best = (l2, score, model.state())
-        chosen, _, state = best
-        model.restore(state)
+        paths = judged_paths(data, settings, classes, workers)
+        chosen, table = choose_penalty(settings, paths)
+        if logger:
+            for row in table:
+                logger.info(
+                    "l2 %.1e: held-out top-1 %.4f over %d snippets", row["l2"], row["held_out_top1"], row["held_out"]
+                )
         features, labels = train_and_validation(data)
+        model = Regression(features.shape[1], classes, settings)
+        # The path's stronger penalties first, as in selection, so the final fit starts near its optimum.
+        for l2 in settings.l2_grid[: settings.l2_grid.index(chosen)]:
+            model.fit(features, labels, l2, classes)
         refit = model.fit(features, labels, chosen, classes)
         seconds = time.perf_counter() - started
         scores = model.scores(data.flat("test"))
         train_scores = model.scores(features)
     if logger:
-        logger.info("chose l2 %.1e on validation; refit on train + validation in %d iterations", chosen, refit)
+        logger.info("chose l2 %.1e; refit on train + validation in %d iterations", chosen, refit)
     point = {"step": model.evaluations, "loss": model.loss, "train_top1": top1(labels, train_scores)}
     return ProbeOutcome(
         scores=scores,
@@ -157,7 +204,13 @@ def fit_and_score(data: ProbeData, settings: LogisticSettings, logger=None) -> P
         train_seconds=seconds,
         selected_step=refit,
         selected={"l2": chosen},
-        extras={"l2_path": path, "converged": refit < settings.max_iter},
+        extras={
+            "l2_path": table,
+            "selection": f"{settings.selection_folds} folds of train + validation"
+            if settings.selection_folds
+            else "validation role",
+            "converged": refit < settings.max_iter,
+        },
     )
 
 
@@ -166,6 +219,6 @@ KIND = ProbeKind(
     settings=LogisticSettings,
     fit_and_score=fit_and_score,
     iterative=lambda settings: False,
-    selects_on_validation=lambda settings: True,
-    description="multinomial logistic regression by L-BFGS to convergence, its L2 strength chosen on validation",
+    selects_on_validation=lambda settings: settings.selection_folds == 0,
+    description="multinomial logistic regression by L-BFGS to convergence, its L2 strength chosen on held-out training folds",
 )
