@@ -123,16 +123,16 @@ def test_an_out_of_memory_batch_is_split_and_the_job_finishes(
     reference = embed_batch(job(rendered, tmp_path / "reference"), "mert", settings, tmp_path / "cache-ref", logger)
 
     embedder = build_embedder("mert", settings)
-    real_embed = embedder.embed
+    real_embed = embedder.embed_with_summaries  # what the stage calls: vectors and time summaries
     calls = []
 
-    def embed_that_fits_two(clips):
+    def embed_that_fits_two(clips, summary_hz):
         calls.append(len(clips))
         if len(clips) > 2:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (simulated)")
-        return real_embed(clips)
+        return real_embed(clips, summary_hz)
 
-    monkeypatch.setattr(embedder, "embed", embed_that_fits_two)
+    monkeypatch.setattr(embedder, "embed_with_summaries", embed_that_fits_two)
     with caplog.at_level(logging.WARNING, logger="chorale_id"):
         stats = embed_batch(
             job(rendered, tmp_path / "split"), "mert", settings, tmp_path / "cache-split", logger, embedder=embedder
@@ -145,6 +145,10 @@ def test_an_out_of_memory_batch_is_split_and_the_job_finishes(
         assert np.array_equal(
             vectors_of(tmp_path / "reference" / f"{name}.parquet"), vectors_of(tmp_path / "split" / f"{name}.parquet")
         )
+        summaries = [
+            pq.read_table(tmp_path / run / f"{name}.parquet", columns=["summary"]) for run in ("reference", "split")
+        ]
+        assert summaries[0].equals(summaries[1])
 
 
 def test_an_error_that_is_not_out_of_memory_fails_the_job(model_folder, logger):

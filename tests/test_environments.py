@@ -252,8 +252,14 @@ def test_every_stage_rule_reruns_when_the_code_behind_it_changes():
     # modules in params makes an edit to workflow_scripts/stages/<stage>.py rerun the stage.
     stages = set()
     for smk, block, stage in stage_rules():
-        # classify adds the probe kinds it finds at run time (workflow_scripts/probes/kinds/).
-        digest = r"classify_code_digest\(\)" if stage == "classify" else rf'stage_code_digest\("{stage}"(, embedder)?\)'
+        # classify adds the probe kinds and poolings it finds at run time (workflow_scripts/probes/kinds/,
+        # workflow_scripts/pooling/), retrieval the poolings: rules/common.smk's <stage>_code_digest.
+        found_at_run_time = {"classify", "retrieval"}
+        digest = (
+            rf"{stage}_code_digest\(\)"
+            if stage in found_at_run_time
+            else rf'stage_code_digest\("{stage}"(, embedder)?\)'
+        )
         assert re.search(rf"code={digest}", block), f"{stage} in rules/{smk}: no code digest"
         module = module_path(f"workflow_scripts.stages.{stage}")
         assert module is not None, f"rules/{smk} names stage {stage}, but there is no stages/{stage}.py"
@@ -262,6 +268,9 @@ def test_every_stage_rule_reruns_when_the_code_behind_it_changes():
     modules = {path.stem for path in (REPO_ROOT / "workflow_scripts/stages").glob("[!_]*.py")}
     assert stages == modules, f"stage modules no rule runs: {sorted(modules - stages)}"
     assert "workflow_scripts.stages.split" in workflow_closure("workflow_scripts.stages.transfer_split")
+    from workflow_scripts.pooling import pooling_code_modules
+
+    assert "workflow_scripts.pooling.sequence" in pooling_code_modules()
 
 
 @pytest.mark.workflow
