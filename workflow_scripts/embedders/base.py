@@ -100,24 +100,20 @@ class FrameEmbedder(Embedder):
     def pool_frames(self, frames: np.ndarray) -> np.ndarray:
         """(layers, dim) float32: the embedder's own vector from one clip's ``frames``."""
 
-    @property
-    def native_shape(self) -> tuple[int, int]:
-        description = self.describe()
-        return description["layers"], description["dim"]
-
     def summary_layout(self) -> dict[str, Any]:
         return {"layers": self.frame_layers, "dim": self.frame_dim, "frame_rate": self.frame_rate}
 
+    def _stacked(self, vectors: list[np.ndarray]) -> np.ndarray:
+        """(clips, layers, dim), an empty batch included."""
+        if not vectors:
+            description = self.describe()
+            return np.zeros((0, description["layers"], description["dim"]), np.float32)
+        return np.stack(vectors)
+
     def embed(self, clips: list[np.ndarray]) -> np.ndarray:
-        if not clips:
-            return np.zeros((0, *self.native_shape), np.float32)
-        return np.stack([self.pool_frames(self.frames(clip)) for clip in clips])
+        return self._stacked([self.pool_frames(self.frames(clip)) for clip in clips])
 
     def embed_with_summaries(self, clips: list[np.ndarray], summary_hz: float) -> tuple[np.ndarray, list[TimeSummary]]:
-        vectors, summaries = [], []
-        for clip in clips:
-            frames = self.frames(clip)
-            vectors.append(self.pool_frames(frames))
-            summaries.append(summarise_frames(frames, self.frame_rate, summary_hz))
-        stacked = np.stack(vectors) if vectors else np.zeros((0, *self.native_shape), np.float32)
-        return stacked, summaries
+        frames = [self.frames(clip) for clip in clips]
+        summaries = [summarise_frames(each, self.frame_rate, summary_hz) for each in frames]
+        return self._stacked([self.pool_frames(each) for each in frames]), summaries

@@ -432,10 +432,11 @@ class AudioEncoderEmbedder(Embedder):
         return sums, one_hot.sum(dim=1)
 
     def _forward_pooled(
-        self, clips: list[np.ndarray], starts: list[int] | None = None, summary_hz: float | None = None
+        self, clips: list[np.ndarray], starts: list[int], summary_hz: float | None
     ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
         """Per clip: the float32 sum over valid frames of every hidden state, and the frame
-        count; with ``summary_hz``, also the window sums and counts (``_window_sums``).
+        count; with ``summary_hz``, also the window sums and counts (``_window_sums``) of
+        clips that start ``starts`` samples into theirs.
 
         Each hidden state is reduced on the device as it is read, so the 13 (or 25) full
         (batch, frames, dim) states are never stacked, and only (batch, layers, dim) float32
@@ -463,7 +464,7 @@ class AudioEncoderEmbedder(Embedder):
             )
             windowed = None
             if summary_hz is not None:
-                offsets = torch.tensor(starts or [0] * len(clips), device=self.device)
+                offsets = torch.tensor(starts, device=self.device)
                 window_sums, window_frames = self._window_sums(outputs.hidden_states, frame_mask, offsets, summary_hz)
                 windowed = (window_sums.cpu().numpy(), window_frames.cpu().numpy().round().astype(np.int64))
         return sums.cpu().numpy(), frames.cpu().numpy(), windowed

@@ -42,9 +42,8 @@ class SpectralEmbedder(FrameEmbedder):
         self.n_fft = int(settings["n_fft"])
         self.hop_length = int(settings["hop_length"])
         self.n_mels = int(settings["n_mels"])
-        self.frame_rate = (
-            self.sample_rate / self.hop_length
-        )  # centred frames: frame f is centred on sample f * hop_length
+        # Centred frames: frame f is centred on sample f * hop_length.
+        self.frame_rate = self.sample_rate / self.hop_length
         self.frame_layers, self.frame_dim = 1, self.n_mels + 12
         self.fmin = float(settings["fmin"])
         self.fmax = float(settings["fmax"])

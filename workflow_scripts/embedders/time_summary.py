@@ -26,9 +26,9 @@ class TimeSummary:
             raise ValueError(f"a time summary of {self.means.shape[1]} windows has {len(self.frames)} frame counts")
 
 
-def window_of_frames(frame_count: int, frame_rate: float, summary_hz: float, first_time_s: float = 0.0) -> np.ndarray:
-    """(frames,) window index of each frame starting at ``first_time_s + f / frame_rate``."""
-    times = first_time_s + np.arange(frame_count) / frame_rate
+def window_of_frames(frame_count: int, frame_rate: float, summary_hz: float) -> np.ndarray:
+    """(frames,) window index of each frame, frame ``f`` starting at ``f / frame_rate`` s."""
+    times = np.arange(frame_count) / frame_rate
     # A hair of tolerance so a frame on a window boundary (f / rate * hz integral) lands after it, whatever the rounding.
     return np.floor(times * summary_hz + 1e-9).astype(np.int64)
 
@@ -42,8 +42,7 @@ def summarise_frames(frames: np.ndarray, frame_rate: float, summary_hz: float) -
     # Frame times rise, so each window's frames are one run: sum the runs at their starts.
     starts = np.flatnonzero(np.r_[True, window[1:] != window[:-1]])
     sums = np.add.reduceat(np.asarray(frames, np.float64), starts, axis=1)
-    counts = np.diff(np.r_[starts, count])
-    return TimeSummary((sums / counts[None, :, None]).astype(SUMMARY_DTYPE), counts.astype(np.int32))
+    return from_window_sums(sums, np.diff(np.r_[starts, count]))
 
 
 def from_window_sums(sums: np.ndarray, counts: np.ndarray) -> TimeSummary:

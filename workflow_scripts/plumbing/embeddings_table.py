@@ -15,7 +15,6 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-SUMMARY_COLUMNS = ("summary", "summary_frames")
 NATIVE_COLUMNS = ("snippet_id", "piece_id", "snippet_index", "embedding")
 
 

@@ -9,6 +9,12 @@ TRAINING_ROLES = ("train", "validation")  # what a fixed-recipe probe trains on
 CLOSED_SET_SPLITS = ("by_snippet",)
 
 
+def overlaps(first_a, stop_a, first_b, stop_b):
+    """Whether measure windows [first, stop) share a measure: the overlap guard's rule, for
+    single windows or elementwise over arrays of them (hence ``&``, not ``and``)."""
+    return (first_a < stop_b) & (first_b < stop_a)
+
+
 def is_leaky(split_settings: dict) -> bool:
     """Whether a split's settings (as recorded in its provenance) let test snippets share
     measures with training ones: a by-snippet split without the overlap guard. Settings

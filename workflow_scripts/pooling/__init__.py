@@ -22,14 +22,14 @@ windows are a time series at ``summary_hz``, from which sliding reference window
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 import numpy as np
+
+from workflow_scripts.plumbing.plugins import declared_in, package_modules
 
 NATIVE = "native"
 
@@ -47,7 +47,7 @@ class PoolingError(ValueError):
 
 
 def pooling_modules() -> list[str]:
-    return [f"{__name__}.{module.name}" for module in pkgutil.iter_modules(__path__)]
+    return package_modules(__name__, __path__)
 
 
 def pooling_code_modules() -> frozenset[str]:
@@ -61,12 +61,7 @@ def pooling_code_modules() -> frozenset[str]:
 @cache
 def poolings() -> dict[str, Pooling]:
     """Name -> pooling, for every module of this package (numpy only: cheap at DAG build)."""
-    found = {}
-    for module in pooling_modules():
-        declared = getattr(importlib.import_module(module), "POOLING", None)
-        if declared is not None:
-            found[declared.name] = declared
-    return found
+    return declared_in(pooling_modules(), "POOLING")
 
 
 def pooling_names() -> list[str]:

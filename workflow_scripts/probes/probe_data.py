@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from workflow_scripts.plumbing.roles import TRAINING_ROLES
+from workflow_scripts.plumbing.roles import TRAINING_ROLES, overlaps
 
 
 @dataclass
@@ -129,7 +129,7 @@ def selection_folds(data: ProbeData, folds: int, seed: int) -> list[tuple[np.nda
             if len(held_windows) == 0:
                 continue
             first, stop = windows[rows, 0][:, None], windows[rows, 1][:, None]
-            shares = ((first < held_windows[None, :, 1]) & (held_windows[None, :, 0] < stop)).any(axis=1)
+            shares = overlaps(first, stop, held_windows[None, :, 0], held_windows[None, :, 1]).any(axis=1)
             fit[rows[shares & ~held[rows]]] = False
         pairs.append((np.flatnonzero(fit), np.flatnonzero(held)))
     return pairs

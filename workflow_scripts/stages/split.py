@@ -33,15 +33,11 @@ import numpy as np
 import pandas as pd
 
 # CLOSED_SET_SPLITS and is_leaky are part of this module's interface.
-from workflow_scripts.plumbing.roles import CLOSED_SET_SPLITS, ROLES, TRAINING_ROLES, is_leaky  # noqa: F401
+from workflow_scripts.plumbing.roles import CLOSED_SET_SPLITS, ROLES, TRAINING_ROLES, is_leaky, overlaps  # noqa: F401
 
 
 def piece_rng(seed: int, piece_id: str, purpose: str = "") -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(f"{purpose}{piece_id}".encode())])
-
-
-def overlaps(first_a: int, stop_a: int, first_b: int, stop_b: int) -> bool:
-    return first_a < stop_b and first_b < stop_a
 
 
 def pick_held_out(windows: list[tuple[int, int]], wanted: int, rng: np.random.Generator) -> list[int]:
@@ -182,7 +178,7 @@ def leaked_test_snippets(assignment: pd.DataFrame, snippets: pd.DataFrame) -> in
     for _, piece in windows.groupby("piece_id"):
         seen = piece[piece.role.isin(TRAINING_ROLES)][["first_measure", "stop_measure"]].to_numpy()
         for first, stop in piece[piece.role == "test"][["first_measure", "stop_measure"]].to_numpy():
-            leaked += bool(len(seen)) and bool(((seen[:, 0] < stop) & (first < seen[:, 1])).any())
+            leaked += bool(len(seen)) and bool(overlaps(seen[:, 0], seen[:, 1], first, stop).any())
     return int(leaked)
 
 

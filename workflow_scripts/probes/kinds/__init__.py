@@ -20,8 +20,6 @@ modules. docs/extending.md, "A probe kind", is the recipe.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from functools import cache
@@ -29,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from workflow_scripts.plumbing.plugins import declared_in, package_modules
 from workflow_scripts.pooling import NATIVE, check_pooling
 
 NORMALIZATIONS = ("none", "standardize", "l2")
@@ -75,7 +74,7 @@ class ProbeKind:
 
 def kind_modules() -> list[str]:
     """The kind modules' names, without importing them (the classify stage's code digest reads them)."""
-    return [f"{__name__}.{module.name}" for module in pkgutil.iter_modules(__path__)]
+    return package_modules(__name__, __path__)
 
 
 def kinds_code_modules() -> frozenset[str]:
@@ -92,12 +91,7 @@ def kinds_code_modules() -> frozenset[str]:
 def probe_kinds() -> dict[str, ProbeKind]:
     """Name -> kind, for every module of this package. Kind modules import torch or
     scikit-learn inside their functions only, so this costs nothing at DAG build."""
-    kinds = {}
-    for module in kind_modules():
-        declared = getattr(importlib.import_module(module), "KIND", None)
-        if declared is not None:
-            kinds[declared.name] = declared
-    return kinds
+    return declared_in(kind_modules(), "KIND")
 
 
 def kind_of(entry: dict[str, Any]) -> ProbeKind:
