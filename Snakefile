@@ -34,6 +34,7 @@ include: "rules/dataset.smk"
 include: "rules/transfer.smk"
 include: "rules/classify.smk"
 include: "rules/evaluate.smk"
+include: "rules/identify.smk"
 include: "rules/report.smk"
 
 

@@ -26,6 +26,7 @@ from workflow_scripts.plumbing.settings import (
     soundfont_setting,
 )
 from workflow_scripts.music.synth import SynthError, resolve_soundfont
+from workflow_scripts.identification.matching import check_matchers
 from workflow_scripts.pooling import pooling_code_modules
 from workflow_scripts.probes.kinds import is_iterative, kinds_code_modules, selects_on_validation
 
@@ -59,13 +60,23 @@ try:
 except ValueError as error:
     raise WorkflowError(f"config: {error}") from None
 CACHE = config["cache_dir"]
+# Identification (rules/identify.smk): whole-piece renderings, each queried against the reference.
+IDENTIFICATION = config["identification"]
+try:
+    check_matchers(IDENTIFICATION["matchers"])
+except ValueError as error:
+    raise WorkflowError(f"config: {error}") from None
+ID_RENDERINGS = list(IDENTIFICATION["renderings"]) if IDENTIFICATION["enabled"] else []
+# Every rendering the render rules make: (name, whole piece?).
+RENDER_SETS = [(variant, False) for variant in VARIANTS] + [(rendering, True) for rendering in ID_RENDERINGS]
 
 
-def soundfont_for(variant):
+def soundfont_for(variant, whole=False):
     try:
-        return str(resolve_soundfont(soundfont_setting(config, variant)))
+        return str(resolve_soundfont(soundfont_setting(config, variant, whole)))
     except SynthError as error:
-        raise WorkflowError(f"variant '{variant}': {error}") from None
+        where = "identification.renderings" if whole else "variant"
+        raise WorkflowError(f"{where} '{variant}': {error}") from None
 
 
 def batched(items, size):
@@ -111,12 +122,16 @@ def sources_table():
     return "results/corpus/sources.tsv"
 
 
-def audio_path(variant, piece):
-    return f"results/audio/{variant}/{piece}.flac"
+def audio_folder(variant, whole=False):
+    return f"results/identification/audio/{variant}" if whole else f"results/audio/{variant}"
 
 
-def manifest_path(variant, piece):
-    return f"results/audio/{variant}/{piece}.snippets.parquet"
+def audio_path(variant, piece, whole=False):
+    return f"{audio_folder(variant, whole)}/{piece}.flac"
+
+
+def manifest_path(variant, piece, whole=False):
+    return f"{audio_folder(variant, whole)}/{piece}.snippets.parquet"
 
 
 def shard_path(embedder, variant, piece):
@@ -125,8 +140,8 @@ def shard_path(embedder, variant, piece):
 
 # What each batch job wrote (workflow_scripts/plumbing/batch_index.py): what the steps after a
 # batch depend on, instead of every piece's files.
-def render_index_path(variant, batch_index):
-    return f"results/audio/{variant}/batches/batch{batch_index:03d}.json"
+def render_index_path(variant, batch_index, whole=False):
+    return f"{audio_folder(variant, whole)}/batches/batch{batch_index:03d}.json"
 
 
 def embed_index_path(embedder, variant, batch_index):
@@ -338,7 +353,7 @@ TRANSFER_PATTERN = alternatives(TRANSFERS)
 
 
 def default_targets():
-    targets = [sources_table(), summary_path(), report_path()]
+    targets = [sources_table(), summary_path(), report_path(), *identification_targets()]
     targets += [catalog_path(variant) for variant in VARIANTS]
     targets += [split_path(variant, split) for variant in VARIANTS for split in SPLITS]
     return targets
@@ -383,3 +398,95 @@ def get_transfer_snippets(wildcards):
 
 def get_transfer_datasets(wildcards):
     return [dataset_path(wildcards.embedder, variant) for variant in transfer_variants(wildcards.transfer)]
+
+
+# ---- identification paths and embed sets ----------------------------------------------
+def query_manifest_path(rendering, piece):
+    return f"results/identification/queries/{rendering}/{piece}.snippets.parquet"
+
+
+def query_index_path(rendering, batch_index):
+    return f"results/identification/queries/{rendering}/batches/batch{batch_index:03d}.json"
+
+
+def identification_file(name, embedder="{embedder}"):
+    return f"results/identification/{embedder}/{name}"
+
+
+def identification_targets():
+    return [identification_file("metrics.json", embedder) for embedder in EMBEDDERS] if ID_RENDERINGS else []
+
+
+def variant_embed_set(variant):
+    """A variant's snippets, embedded for the probes."""
+    return {
+        "name": variant,
+        "manifest": lambda piece: manifest_path(variant, piece),
+        "audio": lambda piece: audio_path(variant, piece),
+        "inputs": lambda batch: [render_index_path(variant, index) for index in render_batches_covering(batch)],
+        "shard": lambda embedder, piece: shard_path(embedder, variant, piece),
+        "index": lambda embedder, batch_index: embed_index_path(embedder, variant, batch_index),
+        "summary_hz": config["embed"]["summary_hz"],
+    }
+
+
+def identification_embed_set(rendering, queries):
+    """The reference's whole pieces (``queries`` false) or a rendering's query excerpts, embedded
+    with time summaries at identification.frame_hz."""
+    name = f"queries_{rendering}" if queries else f"whole_{rendering}"
+
+    def inputs(batch):
+        covering = render_batches_covering(batch)
+        return [
+            query_index_path(rendering, index) if queries else render_index_path(rendering, index, True)
+            for index in covering
+        ]
+
+    return {
+        "name": name,
+        "manifest": (
+            (lambda piece: query_manifest_path(rendering, piece))
+            if queries
+            else (lambda piece: manifest_path(rendering, piece, True))
+        ),
+        "audio": lambda piece: audio_path(rendering, piece, True),
+        "inputs": inputs,
+        "shard": lambda embedder, piece: f"results/identification/embeddings/{embedder}/{name}/{piece}.parquet",
+        "index": lambda embedder, batch_index: (
+            f"results/identification/embeddings/{embedder}/{name}/batches/batch{batch_index:03d}.json"
+        ),
+        "summary_hz": IDENTIFICATION["frame_hz"],
+    }
+
+
+# Every set of recordings the embed rules embed (rules/embed.smk).
+EMBED_SETS = [variant_embed_set(variant) for variant in VARIANTS]
+if ID_RENDERINGS:
+    EMBED_SETS.append(identification_embed_set(IDENTIFICATION["reference"], queries=False))
+    EMBED_SETS += [identification_embed_set(rendering, queries=True) for rendering in ID_RENDERINGS]
+EMBED_SET_NAMED = {embed_set["name"]: embed_set for embed_set in EMBED_SETS}
+
+
+def identification_embed_indexes(embedder, name):
+    embed_set = EMBED_SET_NAMED[name]
+    return [embed_set["index"](embedder, index) for index in range(len(EMBED_BATCHES[embedder]))]
+
+
+def get_identification_reference(wildcards):
+    return identification_embed_indexes(wildcards.embedder, f"whole_{IDENTIFICATION['reference']}")
+
+
+def get_identification_reference_renders(wildcards):
+    return [render_index_path(IDENTIFICATION["reference"], index, True) for index in range(len(RENDER_BATCHES))]
+
+
+def get_identification_queries(wildcards):
+    return [
+        index
+        for rendering in ID_RENDERINGS
+        for index in identification_embed_indexes(wildcards.embedder, f"queries_{rendering}")
+    ]
+
+
+def identification_query_indexes():
+    return [[query_index_path(rendering, index) for index in range(len(RENDER_BATCHES))] for rendering in ID_RENDERINGS]

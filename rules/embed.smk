@@ -31,23 +31,25 @@ for embedder in [name for name in EMBEDDERS if needs_weights(name)]:
 # (gpu=1), so `--resources gpu=1` runs them one at a time and a cluster gives each job one
 # GPU; stage_resources.embed and .gpu_jobs in the config set their partition or GPU model.
 
+# EMBED_SETS (rules/common.smk): each variant's snippets and, with identification, the
+# reference's whole pieces and every rendering's queries.
 for embedder in EMBEDDERS:
-    for variant in VARIANTS:
+    for embed_set in EMBED_SETS:
         for batch_index, batch in enumerate(EMBED_BATCHES[embedder]):
 
             rule:
                 name:
-                    f"embed_{embedder}_{variant}_batch{batch_index:03d}"
+                    f"embed_{embedder}_{embed_set['name']}_batch{batch_index:03d}"
                 input:
-                    renders=[render_index_path(variant, index) for index in render_batches_covering(batch)],
+                    renders=embed_set["inputs"](batch),
                     model=[model_marker(embedder)] if needs_weights(embedder) else [],
                 output:
-                    index=embed_index_path(embedder, variant, batch_index),  # first: see render.smk
-                    shards=[shard_path(embedder, variant, piece) for piece in batch],
+                    index=embed_set["index"](embedder, batch_index),  # first: see render.smk
+                    shards=[embed_set["shard"](embedder, piece) for piece in batch],
                 log:
-                    log_path("embed", f"{embedder}/{variant}/batch{batch_index:03d}"),
+                    log_path("embed", f"{embedder}/{embed_set['name']}/batch{batch_index:03d}"),
                 benchmark:
-                    benchmark_path("embed", f"{embedder}/{variant}/batch{batch_index:03d}")
+                    benchmark_path("embed", f"{embedder}/{embed_set['name']}/batch{batch_index:03d}")
                 group:
                     f"embed_{embedder}"
                 conda:
@@ -66,11 +68,11 @@ for embedder in EMBEDDERS:
                     stage="embed",
                     code=stage_code_digest("embed", embedder),
                     pieces=batch,
-                    manifests=[manifest_path(variant, piece) for piece in batch],
-                    audio=[audio_path(variant, piece) for piece in batch],
+                    manifests=[embed_set["manifest"](piece) for piece in batch],
+                    audio=[embed_set["audio"](piece) for piece in batch],
                     embedder=embedder,
                     settings=embedder_settings(config, embedder),
-                    summary_hz=config["embed"]["summary_hz"],
+                    summary_hz=embed_set["summary_hz"],
                     cache=CACHE,
                 script:
                     "../workflow_scripts/run_stage.py"

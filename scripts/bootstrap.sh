@@ -11,7 +11,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(libfluidsynth3 fluid-soundfont-gm)
+# timgm6mb-soundfont: configs/identification.yaml's other synthesiser (the same piano from another SoundFont).
+APT_PACKAGES=(libfluidsynth3 fluid-soundfont-gm timgm6mb-soundfont)
 [ "${WITH_SLURM:-0}" != 1 ] || APT_PACKAGES+=(slurm-wlm munge)
 [ "${WITH_BROWSER:-0}" != 1 ] || APT_PACKAGES+=(chromium)
 PYTHON=${PYTHON:-python3}

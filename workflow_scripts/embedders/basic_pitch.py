@@ -35,13 +35,14 @@ from typing import Any
 import numpy as np
 
 from workflow_scripts.embedders.base import EmbedderError, FrameEmbedder
-from workflow_scripts.embedders.declaration import EmbedderDeclaration
+from workflow_scripts.embedders.declaration import EmbedderDeclaration, PitchClassView
 from workflow_scripts.embedders.posteriorgram import (
     ANNOTATIONS_FPS,
     FFT_HOP,
     FRAME_SECONDS,
     KEYS,
     LAYER_NAMES,
+    LOWEST_KEY,
     MODEL_SAMPLE_RATE,
     POOLED_DIM,
     POOLING,
@@ -247,5 +248,6 @@ DECLARATIONS = [
         weights="wheel",
         packages=("numpy", "onnxruntime", "soxr", DISTRIBUTION),
         runtime_minutes=(15, 2),  # about 50 s of audio per second on one core
+        pitch_classes=PitchClassView(layer=LAYER_NAMES.index("note"), lowest_key=LOWEST_KEY),
     )
 ]

@@ -29,6 +29,38 @@ NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 SETTING_KEYS = ("default", "description")
 
 
+@dataclass(frozen=True)
+class PitchClassView:
+    """Where an embedder's time summary holds pitch: 12 chroma bins, or 88 piano keys to fold.
+
+    ``layer`` is the summary layer; ``last_dims`` takes that many dims from the end of each
+    frame as chroma (spectral's 12 chroma after its mel bands); ``lowest_key`` folds a piano
+    roll of 88 keys from that MIDI key into 12 pitch classes. The identification stage's chroma
+    alignment reads this (workflow_scripts/identification/alignment.py); an embedder without
+    one is matched by cosine only.
+    """
+
+    layer: int = 0
+    last_dims: int | None = None
+    lowest_key: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.last_dims is None) == (self.lowest_key is None):
+            raise DeclarationError("a pitch-class view names exactly one of last_dims (chroma) or lowest_key (a roll)")
+
+    def of(self, summary):
+        """(layers, windows, dim) summary -> (windows, 12) pitch-class energy, C first for a roll from a C key."""
+        import numpy as np
+
+        frames = np.asarray(summary[self.layer], dtype=np.float32)
+        if self.last_dims is not None:
+            return frames[:, -self.last_dims :]
+        classes = (self.lowest_key + np.arange(frames.shape[1])) % 12
+        folded = np.zeros((frames.shape[0], 12), np.float32)
+        np.add.at(folded.T, classes, frames.T)
+        return folded
+
+
 class DeclarationError(ValueError):
     """A declaration is malformed; the message names the embedder and the field."""
 
@@ -42,7 +74,8 @@ class EmbedderDeclaration:
     imports belong inside its methods, never at the top of the module. ``settings`` maps each setting to a JSON-schema
     property (``type``, ``default`` and ``description`` at least; ``minimum``, ``enum``,
     ``pattern`` as needed): they become ``embedder_settings.<name>`` in the config schema.
-    ``runtime_minutes`` is (fixed, per piece) for a cluster job's time limit.
+    ``runtime_minutes`` is (fixed, per piece) for a cluster job's time limit. ``pitch_classes``
+    says where its time summary holds pitch, for the key-invariant chroma alignment.
     """
 
     name: str
@@ -53,6 +86,7 @@ class EmbedderDeclaration:
     weights: str = "none"
     packages: tuple[str, ...] = ("numpy",)
     runtime_minutes: tuple[float, float] = (15.0, 2.0)
+    pitch_classes: PitchClassView | None = None
 
     def __post_init__(self) -> None:
         where = f"embedder declaration '{self.name}' (in {self.module})"

@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 
 from workflow_scripts.embedders.base import EmbedderError, FrameEmbedder
-from workflow_scripts.embedders.declaration import EmbedderDeclaration
+from workflow_scripts.embedders.declaration import EmbedderDeclaration, PitchClassView
 from workflow_scripts.embedders.posteriorgram import (
     FRAME_SECONDS,
     KEYS,
@@ -119,5 +119,6 @@ DECLARATIONS = [
         ),
         packages=("numpy", "pyarrow"),
         runtime_minutes=(15, 1),
+        pitch_classes=PitchClassView(layer=LAYER_NAMES.index("note"), lowest_key=LOWEST_KEY),
     )
 ]

@@ -24,7 +24,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from workflow_scripts.embedders.base import EmbedderError, FrameEmbedder
-from workflow_scripts.embedders.declaration import EmbedderDeclaration
+from workflow_scripts.embedders.declaration import EmbedderDeclaration, PitchClassView
 
 POWER_FLOOR = 1e-10
 
@@ -153,5 +153,6 @@ DECLARATIONS = [
         # Its filter banks and window come from transformers' audio utilities.
         packages=("numpy", "transformers"),
         runtime_minutes=(15, 2),  # about a piece per second on one core; generous
+        pitch_classes=PitchClassView(layer=0, last_dims=12),
     )
 ]

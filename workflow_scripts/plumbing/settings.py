@@ -77,17 +77,32 @@ def complete_config(config: dict[str, Any], schema: dict[str, Any]) -> None:
     unknown = set(sweep.get("grid") or {}) - probe_fields
     if unknown:
         raise ValueError(f"sweep.grid names unknown probe fields {sorted(unknown)}; known: {sorted(probe_fields)}")
-    config["variants"] = with_defaults(config["variants"], schema["properties"]["variants"]["additionalProperties"])
+    rendering = schema["definitions"]["rendering"]
+    config["variants"] = with_defaults(config["variants"], rendering)
+    identification = config["identification"]
+    identification["renderings"] = with_defaults(identification["renderings"], rendering)
+    if identification["reference"] not in identification["renderings"]:
+        raise ValueError(
+            f"identification.reference '{identification['reference']}' is not one of identification.renderings "
+            f"{sorted(identification['renderings'])}: name the rendering queries are matched against"
+        )
     probes = {**config["probes"], **sweep_probes(sweep)}
     config["probes"] = {
         name: with_defaults({name: entry}, probe_fragment(schema, entry))[name] for name, entry in probes.items()
     }
 
 
-def render_settings(config: dict[str, Any], variant: str) -> dict[str, Any]:
-    """What the render stage of ``variant`` receives (see stages.render.RenderSettings)."""
-    chosen = config["variants"][variant]
+def rendering_of(config: dict[str, Any], name: str, whole: bool = False) -> dict[str, Any]:
+    """A variant's rendering, or (``whole``) an identification rendering's."""
+    return config["identification"]["renderings"][name] if whole else config["variants"][name]
+
+
+def render_settings(config: dict[str, Any], variant: str, whole: bool = False) -> dict[str, Any]:
+    """What the render stage of ``variant`` receives (see stages.render.RenderSettings); ``whole``
+    names an identification rendering, each piece one continuous recording."""
+    chosen = rendering_of(config, variant, whole)
     return {
+        "whole_piece": whole,
         "sample_rate": config["render"]["sample_rate"],
         "tempo_qpm": chosen["tempo_qpm"] or config["render"]["tempo_qpm"],
         "window_measures": config["segmentation"]["window_measures"],
@@ -99,8 +114,8 @@ def render_settings(config: dict[str, Any], variant: str) -> dict[str, Any]:
     }
 
 
-def soundfont_setting(config: dict[str, Any], variant: str) -> str | None:
-    return config["variants"][variant]["soundfont"] or config["render"]["soundfont"]
+def soundfont_setting(config: dict[str, Any], variant: str, whole: bool = False) -> str | None:
+    return rendering_of(config, variant, whole)["soundfont"] or config["render"]["soundfont"]
 
 
 def embedder_settings(config: dict[str, Any], embedder: str) -> dict[str, Any]:

@@ -44,6 +44,9 @@ class RenderSettings:
     velocity: int
     transpose: int
     gain: float
+    # An identification rendering: the whole piece as one recording (one "snippet"), as a
+    # performance would be, instead of the segmentation's snippets.
+    whole_piece: bool = False
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> RenderSettings:
@@ -56,6 +59,7 @@ class RenderSettings:
             velocity=int(params["velocity"]),
             transpose=int(params["transpose"]),
             gain=float(params["gain"]),
+            whole_piece=bool(params.get("whole_piece", False)),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -85,7 +89,10 @@ def render_piece(
 ):
     """Audio, manifest table and piece facts for one score; raises ScoreError to exclude it."""
     score = parse_score(source, settings.tempo_qpm, tune_index)
-    windows = snippet_windows(score, settings.window_measures, settings.hop_measures)
+    if settings.whole_piece:
+        windows = snippet_windows(score, score.measures, score.measures)
+    else:
+        windows = snippet_windows(score, settings.window_measures, settings.hop_measures)
     if not windows:
         raise ScoreError(
             f"the score has {score.measures} measures, fewer than one window of "
@@ -134,6 +141,9 @@ def render_piece(
         "unpitched_skipped": score.unpitched_skipped,
         # For the corpus audit: which pieces are the same music or the same tune.
         "voice_pitches": score.voice_pitches,
+        # Where each measure starts (and, last, where the piece ends): what turns a time in the
+        # recording into a position in the score (the identification queries' measures).
+        "measure_starts_s": [round(float(start), 6) for start in score.measure_starts_s],
     }
     return audio, pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA), facts
 

@@ -1,0 +1,226 @@
+"""Identification of known music: query positions, the alignment, the matchers and the scores."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from workflow_scripts.embedders.declaration import PitchClassView
+from workflow_scripts.identification import alignment
+from workflow_scripts.identification.matching import MATCHERS, Recordings, check_matchers
+from workflow_scripts.identification.queries import QuerySettings, cut_queries, start_fractions
+from workflow_scripts.identification.reference import sliding_windows
+from workflow_scripts.identification.scores import group_ranks, per_query_table, ranks, summary_figures
+from workflow_scripts.plumbing.snippet_audio import MANIFEST_SCHEMA
+
+RATE = 100  # samples per second of the synthetic manifests
+
+
+def whole_manifest(piece: str, seconds: float, notes=((60, 0.0, 1.0), (64, 2.5, 4.0))) -> pa.Table:
+    row = {
+        "snippet_id": f"{piece}:000",
+        "piece_id": piece,
+        "snippet_index": 0,
+        "first_measure": 0,
+        "stop_measure": int(seconds // 2),
+        "first_measure_number": 1,
+        "last_measure_number": int(seconds // 2),
+        "start_s": 0.0,
+        "end_s": seconds,
+        "sample_offset": 0,
+        "num_samples": int(seconds * RATE),
+        "note_pitch": [key for key, _, _ in notes],
+        "note_onset_s": [onset for _, onset, _ in notes],
+        "note_offset_s": [offset for _, _, offset in notes],
+    }
+    return pa.Table.from_pylist([row], schema=MANIFEST_SCHEMA)
+
+
+SETTINGS = QuerySettings(seconds=(2.0, 4.0), per_piece=3, seed=7, sample_rate=RATE)
+
+
+def test_query_positions_depend_on_the_seed_and_the_piece_only():
+    first = cut_queries(whole_manifest("bwv1.6", 30.0), list(np.arange(0, 31, 2.0)), SETTINGS)
+    again = cut_queries(whole_manifest("bwv1.6", 30.0), list(np.arange(0, 31, 2.0)), SETTINGS)
+    assert first.equals(again)
+    # Adding pieces changes nothing: the generator is seeded by the piece id, not its place in a list.
+    assert np.array_equal(start_fractions("bwv1.6", 7, 3), start_fractions("bwv1.6", 7, 3))
+    assert not np.array_equal(start_fractions("bwv1.6", 7, 3), start_fractions("bwv2.6", 7, 3))
+    assert not np.array_equal(start_fractions("bwv1.6", 7, 3), start_fractions("bwv1.6", 8, 3))
+
+
+def test_every_length_starts_at_the_same_points_and_fits_the_piece():
+    table = cut_queries(whole_manifest("p", 30.0), list(np.arange(0, 31, 2.0)), SETTINGS).to_pandas()
+    two, four = table[table.num_samples == 200], table[table.num_samples == 400]
+    assert len(two) == len(four) == 3
+    assert np.array_equal(two.start_s.to_numpy(), four.start_s.to_numpy())
+    assert (table.end_s <= 30.0).all() and (table.sample_offset + table.num_samples <= 3000).all()
+    # A tempo deformation (the same piece twice as slow) moves a start in seconds, not in the music.
+    slow = cut_queries(whole_manifest("p", 60.0), list(np.arange(0, 61, 4.0)), SETTINGS).to_pandas()
+    fraction = two.start_s.to_numpy() / (30.0 - 4.0)
+    assert np.allclose(slow.start_s.to_numpy()[:3] / (60.0 - 4.0), fraction, atol=1 / RATE)
+
+
+def test_a_query_holds_the_notes_sounding_in_it_retimed_and_cut():
+    settings = QuerySettings(seconds=(2.0,), per_piece=1, seed=0, sample_rate=RATE)
+    table = cut_queries(whole_manifest("p", 4.0), [0.0, 2.0, 4.0], settings).to_pylist()[0]
+    start = table["start_s"]
+    assert 0.0 <= start <= 2.0
+    for key, onset, offset in zip(table["note_pitch"], table["note_onset_s"], table["note_offset_s"]):
+        assert 0.0 <= onset < offset <= 2.0 + 1e-9
+        assert key in (60, 64)
+
+
+def test_a_piece_shorter_than_every_query_gets_none_and_an_excluded_piece_none():
+    assert cut_queries(whole_manifest("p", 1.0), [0.0, 1.0], SETTINGS).num_rows == 0
+    assert cut_queries(MANIFEST_SCHEMA.empty_table(), [0.0], SETTINGS).num_rows == 0
+
+
+def naive_alignment(cost: np.ndarray) -> np.ndarray:
+    """The recursion written out cell by cell: the reference the vectorised code must match."""
+    frames, columns = cost.shape
+    accumulated = np.full((frames, columns), np.inf)
+    accumulated[0] = cost[0]
+    for frame in range(1, frames):
+        for column in range(columns):
+            previous = [accumulated[frame - 1, column - step] for step in (0, 1, 2) if column - step >= 0]
+            accumulated[frame, column] = cost[frame, column] + min(previous)
+    return accumulated[-1] / frames
+
+
+def test_the_vectorised_alignment_equals_the_cell_by_cell_recursion():
+    cost = np.random.default_rng(0).random((9, 40))
+    cost[:, 17:19] = np.inf
+    mean_cost, start = alignment.subsequence_align(cost)
+    assert np.allclose(mean_cost, naive_alignment(cost), equal_nan=False)
+    assert np.all(start <= np.arange(40)) and np.all(start >= np.arange(40) - 2 * 8)
+
+
+def test_a_pitch_class_view_folds_a_roll_into_twelve_classes():
+    summary = np.zeros((3, 2, 88), np.float32)
+    summary[0, 0, 60 - 21] = 1.0  # middle C
+    summary[0, 1, 72 - 21] = 0.5  # the C an octave up
+    summary[0, 1, 67 - 21] = 0.25  # G
+    folded = PitchClassView(layer=0, lowest_key=21).of(summary)
+    assert folded.shape == (2, 12)
+    assert folded[0, 0] == 1.0 and folded[1, 0] == 0.5 and folded[1, 7] == 0.25 and folded.sum() == 1.75
+    assert np.array_equal(PitchClassView(layer=0, last_dims=12).of(np.ones((1, 3, 76)))[:, :], np.ones((3, 12)))
+    with pytest.raises(ValueError, match="exactly one"):
+        PitchClassView(layer=0)
+
+
+def test_sliding_windows_are_exact_frame_means():
+    means = np.arange(10, dtype=np.float32)[:, None]
+    frames = np.array([2, 2, 2, 2, 2, 2, 2, 2, 2, 1])
+    windows = sliding_windows(means, frames, 3)
+    assert windows.shape == (8, 1)
+    assert np.isclose(windows[0, 0], 1.0) and np.isclose(windows[-1, 0], (7 * 2 + 8 * 2 + 9) / 5)
+    assert sliding_windows(means, frames, 50).shape == (1, 1)
+
+
+HZ = 4.0
+
+
+def synthetic_corpus(pieces: int = 12, frames: int = 120, seed: int = 0):
+    """Pieces as random note sequences: per frame a chord of 3 pitch classes; the dims are the
+    chroma (12) followed by 8 timbre-like dims, so every matcher has something to read."""
+    rng = np.random.default_rng(seed)
+    corpus = []
+    for _ in range(pieces):
+        chords = rng.integers(0, 12, size=(frames // 4, 3))
+        chroma = np.zeros((frames, 12), np.float32)
+        for frame in range(frames):
+            chroma[frame, chords[frame // 4]] = 1.0
+        corpus.append(chroma)
+    return corpus
+
+
+def as_recordings(sequences, pieces, ids=None) -> Recordings:
+    frames = [np.hstack([sequence, np.ones((len(sequence), 8), np.float32)]) for sequence in sequences]
+    return Recordings(
+        ids=ids or list(pieces),
+        pieces=list(pieces),
+        frames=frames,
+        counts=[np.full(len(sequence), 10) for sequence in sequences],
+        chroma=[alignment.compressed_chroma(sequence, 10.0) for sequence in sequences],
+        hz=HZ,
+    )
+
+
+MATCH_SETTINGS = {"shortlist": 5, "shortlist_shifts": 2}
+
+
+@pytest.mark.parametrize("matcher", sorted(MATCHERS))
+def test_every_matcher_finds_a_query_cut_from_its_own_reference_at_its_place(matcher):
+    corpus = synthetic_corpus()
+    names = [f"piece{index}" for index in range(len(corpus))]
+    reference = as_recordings(corpus, names)
+    starts = [10, 37, 70]
+    queries = as_recordings([corpus[3][start : start + 32] for start in starts], ["piece3"] * 3)
+    answers = MATCHERS[matcher](reference, queries, 8.0, MATCH_SETTINGS)
+    assert (np.argmax(answers.scores, axis=1) == 3).all()
+    assert np.allclose(answers.start_s[:, 3], np.array(starts) / HZ, atol=1.0 / HZ)
+
+
+def test_the_key_invariant_alignment_finds_a_transposed_query():
+    corpus = synthetic_corpus()
+    names = [f"piece{index}" for index in range(len(corpus))]
+    reference = as_recordings(corpus, names)
+    for shift in (2, -3):
+        query = np.roll(corpus[5][40:72], shift, axis=1)
+        answers = MATCHERS["chroma_align"](reference, as_recordings([query], ["piece5"]), 8.0, MATCH_SETTINGS)
+        assert np.argmax(answers.scores[0]) == 5
+        assert abs(answers.start_s[0, 5] - 40 / HZ) <= 1.0 / HZ
+
+
+def test_the_alignment_follows_a_faster_performance():
+    corpus = synthetic_corpus()
+    reference = as_recordings(corpus, [f"piece{index}" for index in range(len(corpus))])
+    faster = corpus[7][20:84:2]  # twice as fast: every other frame
+    answers = MATCHERS["chroma_align"](reference, as_recordings([faster], ["piece7"]), 8.0, MATCH_SETTINGS)
+    # Within the chord it starts on (4 frames): any start inside one held chord costs the same.
+    assert np.argmax(answers.scores[0]) == 7 and abs(answers.start_s[0, 7] - 20 / HZ) < 4 / HZ
+
+
+def test_ranks_count_better_pieces_and_same_music_groups_count_as_correct():
+    scores = np.array([[0.9, 0.8, 0.1], [0.2, 0.9, 0.95]])
+    truth = np.array([1, 1])
+    assert ranks(scores, truth).tolist() == [2, 2]
+    groups = np.array(["g", "g", "c"])  # pieces 0 and 1 are the same music
+    assert group_ranks(scores, truth, groups).tolist() == [1, 2]
+
+
+def test_figures_and_localisation_from_answers():
+    class Answers:
+        scores = np.array([[0.9, 0.1], [0.2, 0.8], [0.7, 0.3]])
+        start_s = np.array([[4.0, 0.0], [0.0, 9.0], [1.0, 0.0]])
+
+    measures = {"a": np.arange(0, 21, 2.0), "b": np.arange(0, 21, 2.0)}
+    table = per_query_table(
+        Answers,
+        ["a:0", "b:0", "b:1"],
+        ["a", "b", "b"],
+        np.array([2.2, 1.0, 3.0]),
+        ["a", "b"],
+        measures,
+        np.array(["a", "b"]),
+    )
+    assert table["rank"].tolist() == [1, 1, 2]
+    assert table["localised"].tolist() == [True, False, False]  # b:0 matched at measure 4.5, not 1.0
+    figures = summary_figures(table, resamples=50, seed=0)
+    assert figures["top1"] == pytest.approx(2 / 3) and figures["mrr"] == pytest.approx((1 + 1 + 0.5) / 3)
+    assert figures["localised"] == pytest.approx(0.5) and figures["top5"] == 1.0
+
+
+def test_an_unknown_matcher_is_refused_naming_the_known_ones():
+    with pytest.raises(ValueError, match="chroma_align"):
+        check_matchers(["cosine", "dtw"])
+
+
+def test_an_embedder_without_a_pitch_class_view_skips_the_alignment_and_says_why():
+    from workflow_scripts.stages.identify import usable_matchers
+
+    assert usable_matchers("pianoroll", ["cosine", "chroma_align"]) == (["cosine", "chroma_align"], {})
+    usable, skipped = usable_matchers("mert", ["cosine", "chroma_align"])
+    assert usable == ["cosine"] and "pitch-class view" in skipped["chroma_align"]

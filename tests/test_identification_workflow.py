@@ -1,0 +1,97 @@
+"""Identification end to end: the real workflow on six chorales, four deformations, the three offline embedders."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from workflow_runner import make_project, snakemake
+
+from workflow_scripts.plumbing.io_utils import read_provenance
+
+pytestmark = pytest.mark.workflow
+
+SIX_CHORALES = ("bwv2.6", "bwv3.6", "bwv4.8", "bwv6.6", "bwv7.7", "bwv10.7")
+IDENTIFICATION = {
+    "enabled": True,
+    "reference": "piano",
+    "renderings": {
+        "piano": {},
+        "organ": {"programs": [19]},
+        "pianoDown3": {"transpose": -3},
+        "pianoSlow": {"tempo_qpm": 85},
+    },
+    "query_seconds": [4.0, 8.0],
+    "queries_per_piece": 2,
+    "bootstrap_resamples": 100,
+}
+
+
+@pytest.fixture(scope="module")
+def identified(tmp_path_factory):
+    folder = make_project(
+        tmp_path_factory.mktemp("identification"),
+        {"embedders": ["spectral", "pianoroll"], "identification": IDENTIFICATION},
+        pieces=SIX_CHORALES,
+    )
+    snakemake(folder, "--cores", "2", "--resources", "gpu=1")
+    return folder
+
+
+def test_the_score_finds_every_query_through_the_alignment_under_every_deformation(identified):
+    metrics = pd.read_csv(identified / "results/identification/pianoroll/metrics.tsv", sep="\t")
+    aligned = metrics[metrics.matcher == "chroma_align"]
+    assert set(aligned.rendering) == set(IDENTIFICATION["renderings"])
+    assert (aligned.queries == 12).all() and (aligned.top1 == 1.0).all()
+    assert (aligned.localised >= 0.9).all()
+
+
+def test_queries_are_recorded_with_their_place_in_seconds_and_measures(identified):
+    manifest = identified / "results/identification/queries/pianoSlow/bwv2.6.snippets.parquet"
+    table = pq.read_table(manifest).to_pandas()
+    assert len(table) == 4 and set((table.end_s - table.start_s).round(6)) == {4.0, 8.0}
+    queries = read_provenance(manifest)["queries"]
+    assert [query["query_id"] for query in queries] == table.snippet_id.tolist()
+    assert all(0 <= query["start_measure"] < query["end_measure"] for query in queries)
+
+    # The same fraction of the span where the longest query fits, in every rendering.
+    def fractions(rendering):
+        whole = pq.read_table(identified / f"results/identification/audio/{rendering}/bwv2.6.snippets.parquet")
+        queries = pq.read_table(identified / f"results/identification/queries/{rendering}/bwv2.6.snippets.parquet")
+        span = whole.column("num_samples")[0].as_py() / 24000 - 8.0
+        return queries.column("start_s").to_numpy() / span
+
+    assert abs(fractions("pianoSlow") - fractions("piano")).max() < 1e-3
+
+
+def test_every_matcher_runs_on_every_rendering_and_length(identified):
+    record = json.loads((identified / "results/identification/spectral/metrics.json").read_text())
+    assert record["skipped"] == {} and {row["matcher"] for row in record["rows"]} == {
+        "cosine",
+        "cosine_std",
+        "chroma_align",
+    }
+    per_query = pq.read_table(identified / "results/identification/spectral/per_query.parquet").to_pandas()
+    assert len(per_query) == 4 * 2 * 12 * 3
+
+
+def test_a_new_deformation_renders_and_embeds_only_what_is_new(identified):
+    renderings = {**IDENTIFICATION["renderings"], "strings": {"programs": [40, 41, 42, 43]}}
+    folder = identified
+    config = folder / "config.yaml"
+    text = config.read_text()
+    settings = yaml.safe_load(text)
+    settings["identification"]["renderings"] = renderings
+    config.write_text(yaml.safe_dump(settings, sort_keys=False))
+    try:
+        planned = snakemake(folder, "--dry-run", "--quiet", "rules").stdout
+        rules = {
+            line.split()[0] for line in planned.splitlines() if len(line.split()) == 2 and line.split()[1].isdigit()
+        }
+        assert "render_whole_strings_batch000" in rules and "render_whole_organ_batch000" not in rules
+        assert "embed_spectral_whole_piano_batch000" not in rules and "identify" in rules
+    finally:
+        config.write_text(text)

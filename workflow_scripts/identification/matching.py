@@ -1,0 +1,149 @@
+"""The matchers: each ranks every reference piece for every query.
+
+A matcher is a function ``(reference, queries, settings) -> Answers`` in ``MATCHERS``; the
+config's ``identification.matchers`` names them (checked at start-up), and an embedder
+without what a matcher needs (a pitch-class view for ``chroma_align``) is skipped for it,
+with the reason in the stage's metrics.
+
+- ``cosine``: each query's mean frame against every reference window of the query's length
+  (one summary window apart), by cosine; a piece scores its best window.
+- ``cosine_std``: the same after standardising every dimension over the reference windows.
+- ``chroma_align``: key-invariant subsequence alignment of compressed 12-bin chroma
+  (workflow_scripts/identification/alignment.py), on a shortlist from windowed mean chroma.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from workflow_scripts.identification import alignment
+from workflow_scripts.identification.reference import frame_mean, layer_of, sliding_windows
+
+# Queries scored against the reference windows at once: bounds the (queries, windows) matrix.
+QUERY_CHUNK = 256
+
+
+@dataclass
+class Recordings:
+    """Whole pieces or queries, ready for the matchers: per recording its (windows, dim)
+    frames of the chosen layer, frame counts and (windows, 12) unit chroma (or None)."""
+
+    ids: list[str]
+    pieces: list[str]
+    frames: list[np.ndarray]
+    counts: list[np.ndarray]
+    chroma: list[np.ndarray] | None
+    hz: float
+
+
+@dataclass
+class Answers:
+    """Per query a score for every reference piece (higher is better) and, per query, where
+    in its best piece the match starts (seconds of the reference recording)."""
+
+    scores: np.ndarray  # (queries, pieces)
+    start_s: np.ndarray  # (queries, pieces), NaN where unknown
+
+
+def recordings(summarised, layer, pitch_classes, compression: float) -> Recordings:
+    """``summarised`` (reference.Summarised) for the matchers."""
+    chroma = None
+    if pitch_classes is not None:
+        chroma = [alignment.compressed_chroma(pitch_classes.of(means), compression) for means in summarised.means]
+    return Recordings(
+        ids=summarised.ids,
+        pieces=summarised.pieces,
+        frames=[layer_of(means, layer) for means in summarised.means],
+        counts=summarised.frames,
+        chroma=chroma,
+        hz=summarised.hz,
+    )
+
+
+def reference_windows(reference: Recordings, seconds: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every reference window of ``seconds``: (windows, dim) vectors, each one's piece index and start (s)."""
+    span = max(1, int(round(seconds * reference.hz)))
+    vectors, owners, starts = [], [], []
+    for index, (frames, counts) in enumerate(zip(reference.frames, reference.counts)):
+        windows = sliding_windows(frames, counts, span)
+        vectors.append(windows)
+        owners.append(np.full(len(windows), index))
+        starts.append(np.arange(len(windows)) / reference.hz)
+    return np.vstack(vectors), np.concatenate(owners), np.concatenate(starts)
+
+
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+
+def by_cosine(reference: Recordings, queries: Recordings, seconds: float, standardise: bool) -> Answers:
+    windows, owner, start = reference_windows(reference, seconds)
+    vectors = np.vstack([frame_mean(frames, counts) for frames, counts in zip(queries.frames, queries.counts)])
+    if standardise:
+        centre, scale = windows.mean(axis=0), windows.std(axis=0)
+        scale = np.where(scale > 1e-12, scale, 1.0)
+        windows, vectors = (windows - centre) / scale, (vectors - centre) / scale
+    windows, vectors = unit_rows(windows).astype(np.float32), unit_rows(vectors).astype(np.float32)
+    pieces = len(reference.ids)
+    scores = np.full((len(vectors), pieces), -np.inf)
+    start_s = np.full((len(vectors), pieces), np.nan)
+    bounds = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
+    for first in range(0, len(vectors), QUERY_CHUNK):
+        similarity = vectors[first : first + QUERY_CHUNK] @ windows.T
+        best = np.maximum.reduceat(similarity, bounds, axis=1)
+        where = [
+            bounds[piece] + np.argmax(similarity[:, bounds[piece] : end], axis=1)
+            for piece, end in enumerate([*bounds[1:], len(owner)])
+        ]
+        scores[first : first + len(best), owner[bounds]] = best
+        start_s[first : first + len(best), owner[bounds]] = np.stack([start[column] for column in where], axis=1)
+    return Answers(scores, start_s)
+
+
+def cosine(reference: Recordings, queries: Recordings, seconds: float, settings: dict) -> Answers:
+    return by_cosine(reference, queries, seconds, standardise=False)
+
+
+def cosine_std(reference: Recordings, queries: Recordings, seconds: float, settings: dict) -> Answers:
+    return by_cosine(reference, queries, seconds, standardise=True)
+
+
+def chroma_align(reference: Recordings, queries: Recordings, seconds: float, settings: dict) -> Answers:
+    """Shortlist by windowed mean chroma under every shift, then align to each shortlisted
+    piece under its best shifts; pieces left out rank after the aligned ones, by stage one."""
+    span = max(1, int(round(seconds * reference.hz)))
+    window_chroma, window_piece = [], []
+    for index, (chroma, counts) in enumerate(zip(reference.chroma, reference.counts)):
+        windows = unit_rows(sliding_windows(chroma, counts, span))
+        window_chroma.append(windows)
+        window_piece.append(np.full(len(windows), index))
+    window_chroma, window_piece = np.vstack(window_chroma).astype(np.float32), np.concatenate(window_piece)
+    pieces = len(reference.ids)
+    size = settings["shortlist"] or pieces
+    shifts = settings["shortlist_shifts"]
+    scores = np.full((len(queries.ids), pieces), -np.inf)
+    start_s = np.full((len(queries.ids), pieces), np.nan)
+    for row, chroma in enumerate(queries.chroma):
+        candidates, candidate_shifts, stage_one = alignment.shortlisted(
+            chroma, window_chroma, window_piece, pieces, size, shifts
+        )
+        cost, start = alignment.align_query(chroma, reference.chroma, candidates, candidate_shifts)
+        # Costs lie in [0, 2] and similarities in [-1, 1]: 4 below keeps every aligned piece first.
+        scores[row] = stage_one - 4.0
+        scores[row, candidates] = -cost
+        start_s[row, candidates] = start / reference.hz
+    return Answers(scores, start_s)
+
+
+MATCHERS: dict[str, Callable[..., Answers]] = {"cosine": cosine, "cosine_std": cosine_std, "chroma_align": chroma_align}
+# What a matcher needs of an embedder beyond its time summary.
+NEEDS_PITCH_CLASSES = {"chroma_align"}
+
+
+def check_matchers(names: list[str]) -> None:
+    unknown = [name for name in names if name not in MATCHERS]
+    if unknown:
+        raise ValueError(f"identification.matchers: {unknown} are not matchers; known: {sorted(MATCHERS)}")
