@@ -67,9 +67,10 @@ use rule classify as classify_iterative with:
 
 
 rule summary:
-    """One row per embedder, variant, split and probe: the figures to compare."""
+    """One row per embedder, variant, split and probe (and identification matcher): the figures to compare."""
     input:
         metrics=probe_metrics_targets(),
+        identification=identification_targets(),
     output:
         summary=report(
             summary_path(), caption="../report/summary.rst", category="Comparison", labels={"table": "all probes"}

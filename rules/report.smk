@@ -9,6 +9,7 @@ rule report:
         groups=audit_file("groups.tsv"),
         catalogs=[catalog_path(variant) for variant in VARIANTS],
         preconditions=[preconditions_path(variant) for variant in [*VARIANTS, *TRANSFERS]],
+        identification=identification_targets(),
     output:
         report=report(
             report_path(), caption="../report/page.rst", category="Comparison", labels={"page": "standalone report"}

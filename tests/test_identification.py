@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pytest
 
@@ -224,3 +225,21 @@ def test_an_embedder_without_a_pitch_class_view_skips_the_alignment_and_says_why
     assert usable_matchers("pianoroll", ["cosine", "chroma_align"]) == (["cosine", "chroma_align"], {})
     usable, skipped = usable_matchers("mert", ["cosine", "chroma_align"])
     assert usable == ["cosine"] and "pitch-class view" in skipped["chroma_align"]
+
+
+def test_the_length_table_averages_deformations_and_leaves_out_the_reference_itself():
+    from workflow_scripts.identification.report_section import length_table
+
+    rows = pd.DataFrame(
+        {
+            "embedder": ["pianoroll"] * 6,
+            "probe": ["chroma_align"] * 6,
+            "variant": ["piano", "organ", "pianoUp2"] * 2,
+            "train_variants": ["piano"] * 6,
+            "query_seconds": [2.0] * 3 + [8.0] * 3,
+            "top1": [1.0, 0.5, 0.7, 1.0, 0.9, 1.0],
+        }
+    )
+    table = length_table(rows).set_index("embedder / matcher")
+    assert table.loc["pianoroll / chroma_align", "mean top-1, 2 s"] == pytest.approx(0.6)
+    assert table.loc["pianoroll / chroma_align", "worst top-1, 8 s"] == pytest.approx(0.9)

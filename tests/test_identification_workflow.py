@@ -95,3 +95,18 @@ def test_a_new_deformation_renders_and_embeds_only_what_is_new(identified):
         assert "embed_spectral_whole_piano_batch000" not in rules and "identify" in rules
     finally:
         config.write_text(text)
+
+
+def test_summary_and_report_carry_the_identification_figures(identified):
+    summary = pd.read_csv(identified / "results/summary.tsv", sep="\t")
+    rows = summary[summary.split == "identification"]
+    # spectral and pianoroll: 4 renderings x 2 lengths x 3 matchers each.
+    assert len(rows) == 2 * 4 * 2 * 3
+    metrics = pd.read_csv(identified / "results/identification/pianoroll/metrics.tsv", sep="\t")
+    ours = rows[rows.embedder == "pianoroll"].set_index(["variant", "probe", "query_seconds"]).sort_index()
+    theirs = metrics.set_index(["rendering", "matcher", "query_seconds"]).sort_index()
+    assert (ours.top1.to_numpy() == theirs.top1.to_numpy()).all()
+    assert (ours.train_variants == "piano").all() and ours.top1_ci95.notna().all()
+    page = (identified / "results/report/index.html").read_text()
+    assert "<h2>Identifying known music</h2>" in page and "pianoroll / chroma_align" in page
+    assert (identified / "results/report/identification.png").stat().st_size > 10_000

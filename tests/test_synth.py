@@ -26,6 +26,24 @@ def test_a_snippet_sounds_the_same_whatever_was_rendered_before(renderer):
     assert np.array_equal(first, renderer.render(CHORD, 1.0, [0], 90))
 
 
+def test_the_shared_soundfont_sounds_bit_for_bit_like_one_loaded_for_the_snippet(renderer, capfd):
+    import fluidsynth
+
+    from workflow_scripts.music.synth import _render_events
+
+    events = [*CHORD, NoteEvent(0.9, 1.6, 48, 3), NoteEvent(1.1, 1.4, 72, 0)]
+    for programs in ([0], [19], [40, 41, 42, 43]):
+        synth = fluidsynth.Synth(gain=0.3, samplerate=24000.0)
+        synth.setting("synth.reverb.active", 0)
+        synth.setting("synth.chorus.active", 0)
+        try:
+            own = _render_events(synth, synth.sfload(str(renderer.soundfont)), 24000, events, 1.7, programs, 90, 0)
+        finally:
+            synth.delete()
+        assert np.array_equal(own, renderer.render(events, 1.7, programs, 90))
+    assert "No preset found" not in capfd.readouterr().err  # handing the SoundFont back is silent
+
+
 def test_programs_and_transposition_change_the_sound(renderer):
     piano = renderer.render(CHORD, 1.0, [0], 90)
     assert not np.array_equal(piano, renderer.render(CHORD, 1.0, [19], 90))

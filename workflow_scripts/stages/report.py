@@ -21,9 +21,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from workflow_scripts.identification.report_section import identification_section
 from workflow_scripts.plumbing.io_utils import write_text_atomic
 from workflow_scripts.plumbing.roles import CLOSED_SET_SPLITS
 from workflow_scripts.probes.preconditions import RAN, run_message
+from workflow_scripts.stages.summary import IDENTIFICATION_SPLIT
 
 PUBLISHED = {
     "top1": 0.344,
@@ -678,7 +680,9 @@ def contents(sections: list[str]) -> str:
 
 
 def build_report(inputs: dict[str, Any], output_folder: Path, comparison_png: Path) -> str:
-    summary = pd.read_csv(inputs["summary"], sep="\t", keep_default_na=False, na_values=[""])
+    table = pd.read_csv(inputs["summary"], sep="\t", keep_default_na=False, na_values=[""])
+    # Identification rows have a section of their own; every other section reads the probes.
+    summary = table[table.split != IDENTIFICATION_SPLIT] if "split" in table else table
     comparison_plot(summary, comparison_png)
     sections = [
         corpus_section(inputs["catalogs"]),
@@ -687,6 +691,9 @@ def build_report(inputs: dict[str, Any], output_folder: Path, comparison_png: Pa
         best_probe_section(summary, probe_folders(inputs["metrics"]), output_folder),
         retrieval_section(inputs["retrieval"]),
         geometry_section(inputs["geometry"]),
+        identification_section(
+            table, retrieval_maps(inputs["retrieval"]), inputs.get("identification", []), output_folder, best_row
+        ),
         audit_section(inputs["audit"], inputs["groups"]),
         published_section(summary),
     ]
@@ -711,7 +718,10 @@ def main(snakemake) -> None:  # pragma: no cover - the Snakemake edge
     output.parent.mkdir(parents=True, exist_ok=True)
     inputs = {key: snakemake.input[key] for key in ("summary", "audit", "groups")}
     inputs.update(
-        {key: list(snakemake.input[key]) for key in ("metrics", "retrieval", "geometry", "catalogs", "preconditions")}
+        {
+            key: list(snakemake.input[key])
+            for key in ("metrics", "retrieval", "geometry", "catalogs", "preconditions", "identification")
+        }
     )
     inputs["uses"] = {
         "validation_probes": list(snakemake.params.validation_probes),

@@ -41,6 +41,11 @@ FIGURE_COLUMNS = [
     "selected",
     "train_seconds",
 ]
+# Identification rows (split "identification", probe = the matcher, variant = the query
+# rendering, train_variants = the reference; workflow_scripts/stages/identify.py) add these;
+# probe rows leave them empty.
+IDENTIFICATION_COLUMNS = ["query_seconds", "mrr", "mrr_ci95", "localised", "localised_ci95", "queries"]
+IDENTIFICATION_SPLIT = "identification"
 # status: "ran", or "not run" when the split failed the probe's preconditions (reason says
 # which, with the counts; workflow_scripts/probes/preconditions.py): its figures are empty.
 # leaky: the split had no overlap guard, so test snippets share measures with training ones
@@ -58,6 +63,7 @@ COLUMNS = [
     "ci95_resampling",
     "status",
     "reason",
+    *IDENTIFICATION_COLUMNS,
 ]
 
 
@@ -83,15 +89,49 @@ def summary_row(metrics: dict) -> dict:
     # The unit the intervals resample ("pieces"); metrics from before cluster intervals resampled snippets.
     row["ci95_resampling"] = metrics.get("ci95_resampling", "snippets").split(":")[0]
     for key in ("top1_ci95", "top5_ci95"):
-        low, high = row[key]
-        row[key] = f"{low:.4f}-{high:.4f}"
+        row[key] = interval_text(row[key])
     return row
 
 
-def summarise(metric_paths: list[str | Path]) -> pd.DataFrame:
-    rows = [summary_row(json.loads(Path(path).read_text(encoding="utf-8"))) for path in metric_paths]
+def interval_text(bounds) -> str:
+    low, high = bounds
+    return f"{low:.4f}-{high:.4f}"
+
+
+def identification_rows(metrics: dict) -> list[dict]:
+    """One row per query rendering, matcher and query length of one embedder's identify stage."""
+    provenance = metrics["provenance"]
+    rows = []
+    for figures in metrics["rows"]:
+        row = {
+            "embedder": provenance["embedder"],
+            "variant": figures["rendering"],
+            "split": IDENTIFICATION_SPLIT,
+            "probe": figures["matcher"],
+            "leaky": False,
+            "train_variants": provenance["reference"],
+            "test_variant": figures["rendering"],
+            "kind": "identify",
+            "ci95_resampling": "pieces",
+            "status": RAN,
+            "reason": "",
+            "test_snippets": figures["queries"],
+        }
+        row.update({column: figures.get(column) for column in ("top1", "top5", "top1_music_group", "query_seconds")})
+        row.update({column: figures.get(column) for column in ("mrr", "localised", "queries")})
+        for column in ("top1_ci95", "top5_ci95", "mrr_ci95", "localised_ci95"):
+            row[column] = interval_text(figures[column])
+        rows.append(row)
+    return rows
+
+
+def summarise(metric_paths: list[str | Path], identification_paths: list[str | Path] = ()) -> pd.DataFrame:
+    read = lambda path: json.loads(Path(path).read_text(encoding="utf-8"))  # noqa: E731
+    rows = [summary_row(read(path)) for path in metric_paths]
+    rows += [row for path in identification_paths for row in identification_rows(read(path))]
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
 def main(snakemake) -> None:  # pragma: no cover - the Snakemake edge
-    write_tsv_atomic(summarise(list(snakemake.input.metrics)), snakemake.output.summary)
+    summary = summarise(list(snakemake.input.metrics), list(snakemake.input.identification))
+    write_tsv_atomic(summary, snakemake.output.summary)
