@@ -14,7 +14,9 @@ Reads a run of configs/identification.yaml (its results folder), in one process:
    with the largest difference of their best costs (they compute the same recursion);
 3. shortlist: chroma_align's top-1 with the configured shortlist against aligning every
    piece under all 12 shifts, on the same queries;
-4. windows: for ``--window-pieces`` reference pieces and each embedder, the cosine between
+4. tuning: chroma_align's top-1 on ``--tuning-renderings`` for chroma compressions 0, 1, 10
+   and 100 (log(1 + c x)), and with the shortlist's 2 best shifts against all 12;
+5. windows: for ``--window-pieces`` reference pieces and each embedder, the cosine between
    a reference window pooled from the whole piece's time summary (what the matchers use)
    and the same stretch of audio embedded as a clip of its own, every ``--window-hop`` s.
 
@@ -166,6 +168,39 @@ def shortlist_against_full(reference, queries, seconds, settings) -> dict:
     }
 
 
+COMPRESSIONS = (0.0, 1.0, 10.0, 100.0)
+
+
+def tuning_rows(results: Path, embedder: str, settings: dict, renderings: list[str], seconds: float, count: int):
+    """chroma_align's top-1 per query rendering under each compression and shortlist shift count."""
+    pitch = declaration(embedder).pitch_classes
+    whole = read_summarised(shards(results, embedder, f"whole_{settings['reference']}"))
+    for rendering in renderings:
+        summarised = read_summarised(shards(results, embedder, f"queries_{rendering}"))
+        for compression in COMPRESSIONS:
+            reference = recordings(whole, settings["layer"], pitch, compression)
+            queries = chosen_queries(recordings(summarised, settings["layer"], pitch, compression), seconds, count)
+            for shifts in (settings["shortlist_shifts"], alignment.SEMITONES):
+                _, answers = queries_per_second(
+                    "chroma_align", reference, queries, seconds, {**settings, "shortlist_shifts": shifts}
+                )
+                yield {
+                    "embedder": embedder,
+                    "rendering": rendering,
+                    "compression": compression,
+                    "shortlist_shifts": shifts,
+                    "top1": top1(answers, queries, reference),
+                    "queries": len(queries.ids),
+                }
+
+
+def chosen_queries(every_query: Recordings, seconds: float, count: int) -> Recordings:
+    """``count`` queries of ``seconds`` (their ids say the length: workflow_scripts/identification/queries.py),
+    spread over the corpus (every k-th)."""
+    length = [row for row, query in enumerate(every_query.ids) if query.split(":")[1] == f"{seconds:g}s"]
+    return take(every_query, length[:: max(1, len(length) // count)][:count])
+
+
 def window_agreement(results: Path, config: dict, embedder: str, pieces: int, seconds: float, hop: float) -> dict:
     """Cosine between pooled-from-the-whole-piece windows and the same audio embedded as clips."""
     settings = config["identification"]
@@ -209,10 +244,11 @@ def main() -> None:
     parser.add_argument("--window-pieces", type=int, default=10)
     parser.add_argument("--window-hop", type=float, default=2.0)
     parser.add_argument("--skip-librosa", action="store_true")
+    parser.add_argument("--tuning-renderings", default="organ,pianoTimGM,pianoUp2,pianoFast")
     arguments = parser.parse_args()
     config = run_config(arguments.configfile)
     settings = config["identification"]
-    report = {"matchers": [], "alignment": None, "shortlist": {}, "windows": []}
+    report = {"matchers": [], "alignment": None, "shortlist": {}, "tuning": [], "windows": []}
     for embedder in config["embedders"]:
         pitch = declaration(embedder).pitch_classes
         matchers = [name for name in settings["matchers"] if pitch is not None or name not in NEEDS_PITCH_CLASSES]
@@ -229,11 +265,7 @@ def main() -> None:
             pitch,
             compression,
         )
-        # The chosen length's queries (their ids say it: workflow_scripts/identification/queries.py),
-        # spread over the corpus (every k-th).
-        length = [row for row, query in enumerate(every_query.ids) if query.split(":")[1] == f"{arguments.seconds:g}s"]
-        chosen = length[:: max(1, len(length) // arguments.queries)][: arguments.queries]
-        queries = take(every_query, chosen)
+        queries = chosen_queries(every_query, arguments.seconds, arguments.queries)
         for row in matcher_rows(reference, queries, arguments.seconds, settings, matchers):
             report["matchers"].append({"embedder": embedder, **row})
             print(json.dumps(report["matchers"][-1]), flush=True)
@@ -243,6 +275,12 @@ def main() -> None:
             if report["alignment"] is None and not arguments.skip_librosa:
                 report["alignment"] = alignment_against_librosa(reference, queries, arguments.pairs)
                 print(json.dumps(report["alignment"]), flush=True)
+            renderings = arguments.tuning_renderings.split(",")
+            for row in tuning_rows(
+                arguments.results, embedder, settings, renderings, arguments.seconds, arguments.queries
+            ):
+                report["tuning"].append(row)
+                print(json.dumps(row), flush=True)
         report["windows"].append(
             window_agreement(
                 arguments.results, config, embedder, arguments.window_pieces, arguments.seconds, arguments.window_hop

@@ -9,9 +9,12 @@ MIDI files twice on this machine:
          runs (reading the MIDI file, snippet cutting, one synthesiser per snippet, FLAC and
          Parquet output), with an empty piece cache.
 
-Prints seconds of audio per second for both and the ratio (target: stage >= cli).
+and ``whole``: the same ``render_batch`` rendering each piece as one continuous recording, as
+the identification renderings do (``RenderSettings.whole_piece``). The three alternate for
+``--repeats`` rounds on a fresh output folder each; it prints seconds of audio per second
+for each round and the median ratio to the CLI with its range (target: stage >= cli).
 
-    .venv/bin/python benchmarks/render_throughput.py --pieces 20
+    .venv/bin/python benchmarks/render_throughput.py --pieces 20 --repeats 5
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import logging
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -87,7 +91,7 @@ def time_cli(paths: list[Path], soundfont: Path, folder: Path) -> tuple[float, f
     return audio, seconds
 
 
-def time_stage(paths: list[Path], soundfont: Path, folder: Path) -> tuple[float, float]:
+def time_stage(paths: list[Path], soundfont: Path, folder: Path, whole_piece: bool = False) -> tuple[float, float]:
     settings = RenderSettings(
         sample_rate=RATE,
         tempo_qpm=TEMPO,
@@ -97,6 +101,7 @@ def time_stage(paths: list[Path], soundfont: Path, folder: Path) -> tuple[float,
         velocity=90,
         transpose=0,
         gain=GAIN,
+        whole_piece=whole_piece,
     )
     pieces = [
         {
@@ -119,24 +124,35 @@ def time_stage(paths: list[Path], soundfont: Path, folder: Path) -> tuple[float,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pieces", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=3)
     arguments = parser.parse_args()
     soundfont = resolve_soundfont(None)
+    rates = {"cli": [], "stage": [], "whole": []}
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
-        for name in ("midi", "cli", "stage"):
-            (scratch / name).mkdir()
+        (scratch / "midi").mkdir()
         paths = export_midi(arguments.pieces, scratch / "midi")
-        cli_audio, cli_seconds = time_cli(paths, soundfont, scratch / "cli")
-        stage_audio, stage_seconds = time_stage(paths, soundfont, scratch / "stage")
-    print(f"pieces: {len(paths)} MIDI files, SoundFont {soundfont}")
-    print(
-        f"fluidsynth CLI : {cli_audio / cli_seconds:8.1f} s-audio/s ({cli_audio:.0f} s of audio in {cli_seconds:.1f} s)"
-    )
-    print(
-        f"render stage   : {stage_audio / stage_seconds:8.1f} s-audio/s ({stage_audio:.0f} s of audio in {stage_seconds:.1f} s)"
-    )
-    print(f"stage / cli    : {(stage_audio / stage_seconds) / (cli_audio / cli_seconds):8.2f}  (target >= 1.0)")
-    print("(the stage's audio is the snippets: whole 4-measure windows, so a short tail per piece is not rendered)")
+        print(f"pieces: {len(paths)} MIDI files, SoundFont {soundfont}")
+        for round_index in range(arguments.repeats):
+            for name in rates:
+                folder = scratch / f"{name}{round_index}"
+                folder.mkdir()
+                if name == "cli":
+                    audio, seconds = time_cli(paths, soundfont, folder)
+                else:
+                    audio, seconds = time_stage(paths, soundfont, folder, whole_piece=name == "whole")
+                rates[name].append(audio / seconds)
+                print(
+                    f"round {round_index + 1} {name:5}: {audio / seconds:8.1f} s-audio/s ({audio:.0f} s in {seconds:.1f} s)"
+                )
+                shutil.rmtree(folder)
+    for name in ("stage", "whole"):
+        ratios = [rate / cli for rate, cli in zip(rates[name], rates["cli"])]
+        print(
+            f"{name} / cli: median {statistics.median(ratios):.2f}, range {min(ratios):.2f}-{max(ratios):.2f} "
+            f"over {len(ratios)} rounds (target >= 1.0)"
+        )
+    print("(stage: 4-measure snippets, so a short tail per piece is not rendered; whole: every piece in full)")
 
 
 if __name__ == "__main__":

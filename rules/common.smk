@@ -26,7 +26,7 @@ from workflow_scripts.plumbing.settings import (
     soundfont_setting,
 )
 from workflow_scripts.music.synth import SynthError, resolve_soundfont
-from workflow_scripts.identification.matching import check_matchers
+from workflow_scripts.identification.matching import LEARNED as LEARNED_MATCHERS, check_matchers
 from workflow_scripts.pooling import pooling_code_modules
 from workflow_scripts.probes.kinds import is_iterative, kinds_code_modules, selects_on_validation
 
@@ -486,6 +486,13 @@ def get_identification_queries(wildcards):
         for rendering in ID_RENDERINGS
         for index in identification_embed_indexes(wildcards.embedder, f"queries_{rendering}")
     ]
+
+
+def get_identification_split(wildcards):
+    """The by_piece split whose training pieces a learned matcher may see (the first variant's:
+    by_piece assigns whole pieces), or nothing when no learned matcher runs or there is no by_piece."""
+    learned = set(IDENTIFICATION["matchers"]) & LEARNED_MATCHERS
+    return [split_path(VARIANTS[0], "by_piece")] if learned and "by_piece" in SPLITS else []
 
 
 def identification_query_indexes():

@@ -49,6 +49,7 @@ rule identify:
         reference_renders=get_identification_reference_renders,
         queries=get_identification_queries,
         groups=audit_file("groups.tsv"),
+        split=get_identification_split,
     output:
         metrics=identification_file("metrics.json"),
         table=identification_file("metrics.tsv"),

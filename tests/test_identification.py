@@ -9,7 +9,13 @@ import pytest
 
 from workflow_scripts.embedders.declaration import PitchClassView
 from workflow_scripts.identification import alignment
-from workflow_scripts.identification.matching import MATCHERS, Recordings, check_matchers
+from workflow_scripts.identification.matching import (
+    MATCHERS,
+    Recordings,
+    check_matchers,
+    fit_projection,
+    reference_windows,
+)
 from workflow_scripts.identification.queries import QuerySettings, cut_queries, start_fractions
 from workflow_scripts.identification.reference import sliding_windows
 from workflow_scripts.identification.scores import group_ranks, per_query_table, ranks, summary_figures
@@ -159,9 +165,33 @@ def test_every_matcher_finds_a_query_cut_from_its_own_reference_at_its_place(mat
     reference = as_recordings(corpus, names)
     starts = [10, 37, 70]
     queries = as_recordings([corpus[3][start : start + 32] for start in starts], ["piece3"] * 3)
-    answers = MATCHERS[matcher](reference, queries, 8.0, MATCH_SETTINGS)
+    windows, owner, _ = reference_windows(reference, 8.0)
+    projection = fit_projection(windows, owner)  # only cosine_lda reads it
+    answers = MATCHERS[matcher](reference, queries, 8.0, {**MATCH_SETTINGS, "projection": projection})
     assert (np.argmax(answers.scores, axis=1) == 3).all()
     assert np.allclose(answers.start_s[:, 3], np.array(starts) / HZ, atol=1.0 / HZ)
+
+
+def test_the_learned_projection_drops_what_varies_within_a_piece_and_carries_to_unseen_pieces():
+    rng = np.random.default_rng(3)
+    # Pieces differ in dims 0-3; dims 4-7 vary ten times more within a piece (the sound).
+    means = np.hstack([rng.normal(size=(40, 4)), np.zeros((40, 4))])
+
+    def samples(piece, count):
+        return means[piece] + np.hstack([0.1 * rng.normal(size=(count, 4)), 10 * rng.normal(size=(count, 4))])
+
+    seen = range(30)
+    projection = fit_projection(np.vstack([samples(piece, 10) for piece in seen]), np.repeat(list(seen), 10))
+    unseen = range(30, 40)
+    reference, queries = (np.vstack([samples(piece, 1) for piece in unseen]) for _ in range(2))
+
+    def nearest_is_own(transform):
+        r, q = transform(reference), transform(queries)
+        r, q = r / np.linalg.norm(r, axis=1, keepdims=True), q / np.linalg.norm(q, axis=1, keepdims=True)
+        return float((np.argmax(q @ r.T, axis=1) == np.arange(len(q))).mean())
+
+    assert nearest_is_own(projection) >= 0.9 and nearest_is_own(lambda x: x) < 0.5
+    assert projection.matrix.shape == (8, 8)
 
 
 def test_the_key_invariant_alignment_finds_a_transposed_query():
@@ -225,6 +255,8 @@ def test_an_embedder_without_a_pitch_class_view_skips_the_alignment_and_says_why
     assert usable_matchers("pianoroll", ["cosine", "chroma_align"]) == (["cosine", "chroma_align"], {})
     usable, skipped = usable_matchers("mert", ["cosine", "chroma_align"])
     assert usable == ["cosine"] and "pitch-class view" in skipped["chroma_align"]
+    usable, skipped = usable_matchers("spectral", ["cosine", "cosine_lda"], can_learn=False)
+    assert usable == ["cosine"] and "by_piece" in skipped["cosine_lda"]
 
 
 def test_the_length_table_averages_deformations_and_leaves_out_the_reference_itself():

@@ -72,10 +72,24 @@ def test_every_matcher_runs_on_every_rendering_and_length(identified):
     assert record["skipped"] == {} and {row["matcher"] for row in record["rows"]} == {
         "cosine",
         "cosine_std",
+        "cosine_lda",
         "chroma_align",
     }
     per_query = pq.read_table(identified / "results/identification/spectral/per_query.parquet").to_pandas()
-    assert len(per_query) == 4 * 2 * 12 * 3
+    assert len(per_query) == 4 * 2 * 12 * 4
+
+
+def test_the_learned_matcher_trains_on_the_by_piece_training_pieces_and_reports_the_others_apart(identified):
+    split = pd.read_parquet(identified / "results/splits/piano/by_piece.parquet")
+    trained_on = set(split.piece_id[split.role.isin(["train", "validation"])])
+    assert trained_on and trained_on < set(SIX_CHORALES)
+    record = json.loads((identified / "results/identification/spectral/metrics.json").read_text())
+    learned = [row for row in record["rows"] if row["matcher"] == "cosine_lda"]
+    assert {row["query_pieces"] for row in learned} == {"held_out", "seen"}
+    held_out = [row for row in learned if row["query_pieces"] == "held_out"]
+    assert all(row["pieces"] == len(set(SIX_CHORALES) - trained_on) for row in held_out)
+    others = [row for row in record["rows"] if row["matcher"] != "cosine_lda"]
+    assert {row["query_pieces"] for row in others} == {"all"} and all(row["pieces"] == 6 for row in others)
 
 
 def test_a_new_deformation_renders_and_embeds_only_what_is_new(identified):
@@ -100,11 +114,12 @@ def test_a_new_deformation_renders_and_embeds_only_what_is_new(identified):
 def test_summary_and_report_carry_the_identification_figures(identified):
     summary = pd.read_csv(identified / "results/summary.tsv", sep="\t")
     rows = summary[summary.split == "identification"]
-    # spectral and pianoroll: 4 renderings x 2 lengths x 3 matchers each.
-    assert len(rows) == 2 * 4 * 2 * 3
+    # spectral and pianoroll: 4 renderings x 2 lengths x (3 matchers + cosine_lda's held-out and seen rows).
+    assert len(rows) == 2 * 4 * 2 * 5
     metrics = pd.read_csv(identified / "results/identification/pianoroll/metrics.tsv", sep="\t")
-    ours = rows[rows.embedder == "pianoroll"].set_index(["variant", "probe", "query_seconds"]).sort_index()
-    theirs = metrics.set_index(["rendering", "matcher", "query_seconds"]).sort_index()
+    ours = rows[rows.embedder == "pianoroll"].set_index(["variant", "probe", "query_seconds", "query_pieces"])
+    theirs = metrics.set_index(["rendering", "matcher", "query_seconds", "query_pieces"])
+    ours, theirs = ours.sort_index(), theirs.sort_index()
     assert (ours.top1.to_numpy() == theirs.top1.to_numpy()).all()
     assert (ours.train_variants == "piano").all() and ours.top1_ci95.notna().all()
     page = (identified / "results/report/index.html").read_text()

@@ -44,18 +44,19 @@ def subsequence_align(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     frames, columns = cost.shape
     accumulated = cost[0].astype(np.float64)
     start = np.arange(columns)
-    padded = np.full(columns + 2, np.inf)
-    padded_start = np.zeros(columns + 2, dtype=np.int64)
+    diagonal, skip = np.full(columns, np.inf), np.full(columns, np.inf)
+    diagonal_start, skip_start = np.zeros(columns, np.int64), np.zeros(columns, np.int64)
     for frame in range(1, frames):
-        padded[2:] = accumulated
-        padded_start[2:] = start
-        best, best_start = padded[1:-1].copy(), padded_start[1:-1].copy()  # (1, 1): one column on
-        for candidate, candidate_start in ((padded[2:], padded_start[2:]), (padded[:-2], padded_start[:-2])):
-            better = candidate < best  # (1, 0) holds the column, (1, 2) skips one; ties keep the diagonal
-            best[better] = candidate[better]
-            best_start[better] = candidate_start[better]
-        accumulated = best + cost[frame]
-        start = best_start
+        # (1, 1) comes from one column back, (1, 0) holds the column, (1, 2) skips one;
+        # ties keep the diagonal, then the held column.
+        diagonal[1:], diagonal_start[1:] = accumulated[:-1], start[:-1]
+        skip[2:], skip_start[2:] = accumulated[:-2], start[:-2]
+        hold = accumulated < diagonal
+        best = np.where(hold, accumulated, diagonal)
+        best_start = np.where(hold, start, diagonal_start)
+        skipping = skip < best
+        accumulated = np.where(skipping, skip, best) + cost[frame]
+        start = np.where(skipping, skip_start, best_start)
     return accumulated / frames, start
 
 
@@ -95,32 +96,26 @@ def align_query(query: np.ndarray, reference: list[np.ndarray], candidates: np.n
     Returns per candidate its best mean cost, and the reference frame (within the piece)
     where that path starts."""
     rolled = shifted(query)
-    parts, owners, shift_of = [], [], []
-    for row, piece in enumerate(candidates):
-        for shift in shifts[row]:
-            parts.append(reference[piece])
-            owners.append(np.full(len(reference[piece]), row))
-            shift_of.append(np.full(len(reference[piece]), shift))
-            parts.append(np.zeros((SEPARATOR, SEMITONES), np.float32))
-            owners.append(np.full(SEPARATOR, -1))
-            shift_of.append(np.zeros(SEPARATOR, dtype=int))
-    columns = np.concatenate(parts)
-    owner = np.concatenate(owners)
-    shift_column = np.concatenate(shift_of)
-    # cost[t, j] = 1 - (query frame t rolled by column j's shift) . (reference column j)
-    cost = 1.0 - np.einsum("jtk,jk->tj", rolled[shift_column], columns, optimize=True)
-    cost[:, owner < 0] = np.inf
+    lengths = np.array([len(reference[piece]) + SEPARATOR for piece in candidates for _ in range(shifts.shape[1])])
+    firsts = np.r_[0, np.cumsum(lengths)[:-1]]  # where each (candidate, shift) block starts
+    columns = np.zeros((int(lengths.sum()), SEMITONES), np.float32)
+    block_shift = shifts.reshape(-1)
+    for first, piece in zip(firsts, np.repeat(candidates, shifts.shape[1])):
+        columns[first : first + len(reference[piece])] = reference[piece]
+    # cost[t, j] = 1 - (query frame t rolled by column j's shift) . (reference column j): one
+    # product per shift over the columns of every block aligned under it.
+    cost = np.empty((len(query), len(columns)), np.float32)
+    column_shift = np.repeat(block_shift, lengths)
+    for shift in np.unique(block_shift):
+        under = column_shift == shift
+        cost[:, under] = 1.0 - rolled[shift] @ columns[under].T
+    separators = (firsts + lengths)[:, None] - np.arange(1, SEPARATOR + 1)[None, :]
+    cost[:, separators.reshape(-1)] = np.inf
     mean_cost, start = subsequence_align(cost)
-    piece_start = np.zeros(len(columns), dtype=np.int64)
-    offsets = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
-    for first, last in zip(offsets, [*offsets[1:], len(columns)]):
-        piece_start[first:last] = first
-    best_cost = np.full(len(candidates), np.inf)
-    best_start = np.zeros(len(candidates), dtype=np.int64)
-    for row in range(len(candidates)):
-        mine = np.flatnonzero(owner == row)
-        end = mine[np.argmin(mean_cost[mine])]
-        if mean_cost[end] < best_cost[row]:
-            best_cost[row] = mean_cost[end]
-            best_start[row] = start[end] - piece_start[start[end]]
-    return best_cost, best_start
+    # Each block's best end, and where its path starts within the piece.
+    ends = np.array([first + np.argmin(mean_cost[first : first + length]) for first, length in zip(firsts, lengths)])
+    block_cost = mean_cost[ends].reshape(shifts.shape)
+    block_start = (start[ends] - firsts).reshape(shifts.shape)
+    best = np.argmin(block_cost, axis=1)
+    rows = np.arange(len(candidates))
+    return block_cost[rows, best], block_start[rows, best].astype(np.int64)

@@ -8,6 +8,10 @@ with the reason in the stage's metrics.
 - ``cosine``: each query's mean frame against every reference window of the query's length
   (one summary window apart), by cosine; a piece scores its best window.
 - ``cosine_std``: the same after standardising every dimension over the reference windows.
+- ``cosine_lda``: the same after a projection learned on training pieces only
+  (``fit_projection``: linear discriminant analysis with reference windows and every
+  rendering's queries of a piece as one class, so positives span renderings); the identify
+  stage reports the queries of pieces it never saw apart from those it trained on.
 - ``chroma_align``: key-invariant subsequence alignment of compressed 12-bin chroma
   (workflow_scripts/identification/alignment.py), on a shortlist from windowed mean chroma.
 """
@@ -79,9 +83,56 @@ def unit_rows(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
 
-def by_cosine(reference: Recordings, queries: Recordings, seconds: float, standardise: bool) -> Answers:
+def query_vectors(queries: Recordings) -> np.ndarray:
+    """Each query's mean frame: (queries, dim)."""
+    return np.vstack([frame_mean(frames, counts) for frames, counts in zip(queries.frames, queries.counts)])
+
+
+@dataclass(frozen=True)
+class Projection:
+    """x -> (x - centre) @ matrix, learned by ``fit_projection``."""
+
+    centre: np.ndarray
+    matrix: np.ndarray
+
+    def __call__(self, vectors: np.ndarray) -> np.ndarray:
+        return (vectors - self.centre) @ self.matrix
+
+
+# Within-class scatter is shrunk towards its mean variance by this share of its trace, so
+# directions no training piece varies in (silent keys of a roll) stay finite.
+LDA_SHRINKAGE = 1e-3
+
+
+def fit_projection(vectors: np.ndarray, labels: np.ndarray) -> Projection:
+    """Linear discriminant analysis: the directions that spread piece means apart relative to
+    the spread within a piece, up to min(dim, pieces - 1) of them, each scaled to unit
+    within-piece variance (so cosine after it weighs what tells pieces apart)."""
+    vectors = np.asarray(vectors, dtype=np.float64)
+    classes, index = np.unique(labels, return_inverse=True)
+    centre = vectors.mean(axis=0)
+    means = np.zeros((len(classes), vectors.shape[1]))
+    np.add.at(means, index, vectors)
+    means /= np.bincount(index)[:, None]
+    within = vectors - means[index]
+    scatter_within = within.T @ within / len(vectors)
+    dim = scatter_within.shape[0]
+    scatter_within += LDA_SHRINKAGE * np.trace(scatter_within) / dim * np.eye(dim) + 1e-12 * np.eye(dim)
+    values, vectors_w = np.linalg.eigh(scatter_within)
+    whitening = vectors_w / np.sqrt(values)  # within-piece scatter -> identity
+    between = (means - centre) * np.sqrt(np.bincount(index) / len(vectors))[:, None]
+    _, spread, directions = np.linalg.svd(between @ whitening, full_matrices=False)
+    keep = min(dim, len(classes) - 1, int((spread > 1e-9 * spread.max()).sum())) if len(spread) else 0
+    return Projection(centre, whitening @ directions[: max(keep, 1)].T)
+
+
+def by_cosine(
+    reference: Recordings, queries: Recordings, seconds: float, standardise: bool, projection: Projection | None = None
+) -> Answers:
     windows, owner, start = reference_windows(reference, seconds)
-    vectors = np.vstack([frame_mean(frames, counts) for frames, counts in zip(queries.frames, queries.counts)])
+    vectors = query_vectors(queries)
+    if projection is not None:
+        windows, vectors = projection(windows), projection(vectors)
     if standardise:
         centre, scale = windows.mean(axis=0), windows.std(axis=0)
         scale = np.where(scale > 1e-12, scale, 1.0)
@@ -111,6 +162,11 @@ def cosine_std(reference: Recordings, queries: Recordings, seconds: float, setti
     return by_cosine(reference, queries, seconds, standardise=True)
 
 
+def cosine_lda(reference: Recordings, queries: Recordings, seconds: float, settings: dict) -> Answers:
+    """``settings["projection"]``: the identify stage's ``fit_projection`` for this query length."""
+    return by_cosine(reference, queries, seconds, standardise=False, projection=settings["projection"])
+
+
 def chroma_align(reference: Recordings, queries: Recordings, seconds: float, settings: dict) -> Answers:
     """Shortlist by windowed mean chroma under every shift, then align to each shortlisted
     piece under its best shifts; pieces left out rank after the aligned ones, by stage one."""
@@ -138,9 +194,16 @@ def chroma_align(reference: Recordings, queries: Recordings, seconds: float, set
     return Answers(scores, start_s)
 
 
-MATCHERS: dict[str, Callable[..., Answers]] = {"cosine": cosine, "cosine_std": cosine_std, "chroma_align": chroma_align}
+MATCHERS: dict[str, Callable[..., Answers]] = {
+    "cosine": cosine,
+    "cosine_std": cosine_std,
+    "cosine_lda": cosine_lda,
+    "chroma_align": chroma_align,
+}
 # What a matcher needs of an embedder beyond its time summary.
 NEEDS_PITCH_CLASSES = {"chroma_align"}
+# Matchers that learn from training pieces (the by_piece split's train and validation pieces).
+LEARNED = {"cosine_lda"}
 
 
 def check_matchers(names: list[str]) -> None:

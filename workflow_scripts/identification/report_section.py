@@ -32,7 +32,9 @@ def identification_rows(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def combination(rows: pd.DataFrame) -> pd.Series:
-    return rows.embedder + " / " + rows.probe
+    """embedder / matcher, with a learned matcher's query pieces: "pianoroll / cosine_lda (held_out)"."""
+    pieces = rows.query_pieces.fillna("all") if "query_pieces" in rows else pd.Series("all", index=rows.index)
+    return rows.embedder + " / " + rows.probe + np.where(pieces != "all", " (" + pieces.astype(str) + ")", "")
 
 
 def top1_grid(rows: pd.DataFrame) -> pd.DataFrame:
@@ -101,8 +103,9 @@ def comparison_paragraph(rows: pd.DataFrame, summary: pd.DataFrame, maps: dict, 
     reference = rows.train_variants.iloc[0]
     deformed = rows[(rows.query_seconds == longest) & (rows.variant != rows.train_variants)]
     parts = []
-    for embedder, group in deformed.groupby("embedder", sort=False):
-        means = group.groupby("probe", sort=False).top1.mean()
+    for embedder, group in deformed[deformed.query_pieces.fillna("all") != "seen"].groupby("embedder", sort=False):
+        means = group.assign(shown=combination(group)).groupby("shown", sort=False).top1.mean()
+        means.index = [name.split(" / ", 1)[1] for name in means.index]
         probes = summary[(summary.embedder == embedder) & (summary.variant == reference)]
         by_snippet = best_row(probes[(probes.split == "by_snippet") & (probes.train_variants == reference)])
         retrieval = (maps.get((embedder, reference)) or {}).get("raw")
@@ -128,6 +131,7 @@ def misses_table(rows: pd.DataFrame, metric_paths: list[str]) -> pd.DataFrame:
     """Every wrong top-1 of each embedder's best matcher at the longest length (the mean top-1
     over renderings decides), by piece: what a reader of a ceiling checks first."""
     longest = rows[rows.query_seconds == rows.query_seconds.max()]
+    longest = longest[longest.query_pieces.fillna("all") != "seen"]
     best = longest.groupby(["embedder", "probe"], sort=False).top1.mean().reset_index()
     best = best.sort_values("top1", ascending=False, kind="stable").drop_duplicates("embedder")
     chosen = set(zip(best.embedder, best.probe))
@@ -136,7 +140,11 @@ def misses_table(rows: pd.DataFrame, metric_paths: list[str]) -> pd.DataFrame:
         metrics = json.loads(Path(path).read_text(encoding="utf-8"))
         embedder = metrics["provenance"]["embedder"]
         for figures in metrics["rows"]:
-            if (embedder, figures["matcher"]) in chosen and figures["query_seconds"] == longest.query_seconds.iloc[0]:
+            if (
+                (embedder, figures["matcher"]) in chosen
+                and figures["query_seconds"] == longest.query_seconds.iloc[0]
+                and figures.get("query_pieces", "all") != "seen"
+            ):
                 found += [
                     {
                         "embedder / matcher": f"{embedder} / {figures['matcher']}",
@@ -157,7 +165,8 @@ def identification_section(
     longest = rows.query_seconds.max()
     at_longest = rows[rows.query_seconds == longest]
     heatmap = output_folder / "identification.png"
-    plot_heatmap(top1_grid(at_longest), longest, heatmap)
+    # A learned matcher's training pieces are in the table, not the heatmap.
+    plot_heatmap(top1_grid(at_longest[at_longest.query_pieces.fillna("all") != "seen"]), longest, heatmap)
     # The page's own helpers; imported here because the report imports this module.
     from workflow_scripts.stages.report import image_tag, table_html
 

@@ -17,7 +17,16 @@ import pandas as pd
 import pyarrow as pa
 
 from workflow_scripts.embedders.registry import declaration
-from workflow_scripts.identification.matching import MATCHERS, NEEDS_PITCH_CLASSES, Recordings, recordings
+from workflow_scripts.identification.matching import (
+    LEARNED,
+    MATCHERS,
+    NEEDS_PITCH_CLASSES,
+    Recordings,
+    fit_projection,
+    query_vectors,
+    recordings,
+    reference_windows,
+)
 from workflow_scripts.identification.reference import IdentificationError, read_summarised
 from workflow_scripts.identification.scores import misses, per_query_table, summary_figures
 from workflow_scripts.plumbing.batch_index import read_batch_indexes
@@ -29,6 +38,7 @@ from workflow_scripts.plumbing.io_utils import (
 )
 from workflow_scripts.plumbing.job_log import job_logger
 from workflow_scripts.plumbing.provenance import provenance_record
+from workflow_scripts.plumbing.roles import TRAINING_ROLES
 
 
 def measure_starts(manifests: list[str | Path]) -> dict[str, np.ndarray]:
@@ -55,7 +65,7 @@ def music_groups(groups_tsv: str | Path | None, pieces: list[str]) -> np.ndarray
     return np.array([group_of.get(piece) or f"piece:{piece}" for piece in pieces])
 
 
-def usable_matchers(embedder: str, names: list[str]) -> tuple[list[str], dict[str, str]]:
+def usable_matchers(embedder: str, names: list[str], can_learn: bool = True) -> tuple[list[str], dict[str, str]]:
     """The matchers this embedder can take, and why the others are skipped."""
     has_pitch = declaration(embedder).pitch_classes is not None
     skipped = {
@@ -63,7 +73,40 @@ def usable_matchers(embedder: str, names: list[str]) -> tuple[list[str], dict[st
         for name in names
         if name in NEEDS_PITCH_CLASSES and not has_pitch
     }
+    if not can_learn:
+        reason = "it learns from the by_piece split's training pieces: add by_piece to splits.names"
+        skipped.update({name: reason for name in names if name in LEARNED})
     return [name for name in names if name not in skipped], skipped
+
+
+def training_pieces(split_path: str | Path | None) -> set[str] | None:
+    """The by_piece split's train and validation pieces: all a learned matcher may see."""
+    if split_path is None:
+        return None
+    split = pd.read_parquet(split_path, columns=["piece_id", "role"])
+    return set(split.piece_id[split.role.isin(TRAINING_ROLES)])
+
+
+def learned_projection(reference: Recordings, query_sets: dict[str, Recordings], seconds: float, seen: set[str]):
+    """The cosine_lda projection for one query length: each training piece's reference windows
+    of that length and its queries in every rendering are one class."""
+    windows, owner, _ = reference_windows(reference, seconds)
+    pieces = np.array(reference.pieces)[owner]
+    keep = np.isin(pieces, list(seen))
+    vectors, labels = [windows[keep]], [pieces[keep]]
+    for queries in query_sets.values():
+        rows = [
+            row for row, piece in enumerate(queries.pieces) if piece in seen and row_seconds(queries, row) == seconds
+        ]
+        if rows:
+            vectors.append(query_vectors(subset(queries, rows)))
+            labels.append(np.array([queries.pieces[row] for row in rows]))
+    return fit_projection(np.vstack(vectors), np.concatenate(labels))
+
+
+def row_seconds(queries: Recordings, row: int) -> float:
+    """A query's length, from its id (workflow_scripts/identification/queries.py: piece:8s:0)."""
+    return float(queries.ids[row].split(":")[-2].rstrip("s"))
 
 
 def subset(queries: Recordings, rows: list[int]) -> Recordings:
@@ -86,24 +129,35 @@ def identify(
     settings: dict,
     groups_tsv: str | Path | None,
     logger,
+    seen: set[str] | None = None,
 ) -> tuple[pd.DataFrame, list[dict], dict[str, str]]:
     """Per-query rows and the figures per rendering, matcher and query length.
 
-    ``query_sets``: rendering -> (its query shards, its query manifests)."""
-    matchers, skipped = usable_matchers(embedder, settings["matchers"])
+    ``query_sets``: rendering -> (its query shards, its query manifests). ``seen``: the pieces
+    a learned matcher may train on (None: learned matchers are skipped); their queries are
+    reported apart from the others'."""
+    matchers, skipped = usable_matchers(embedder, settings["matchers"], can_learn=seen is not None)
     pitch = declaration(embedder).pitch_classes
     needs_chroma = any(name in NEEDS_PITCH_CLASSES for name in matchers)
+    chroma_view = pitch if needs_chroma else None
     compression = settings["chroma_compression"]
-    reference = recordings(
-        read_summarised(reference_shards), settings["layer"], pitch if needs_chroma else None, compression
-    )
+    reference = recordings(read_summarised(reference_shards), settings["layer"], chroma_view, compression)
     if not reference.ids:
         raise IdentificationError("the reference holds no piece: every piece was excluded at render")
     measures = measure_starts(reference_manifests)
     groups = music_groups(groups_tsv, reference.pieces)
+    queries_of = {
+        rendering: recordings(read_summarised(shards), settings["layer"], chroma_view, compression)
+        for rendering, (shards, _) in query_sets.items()
+    }
+    projections = {}
+    if any(name in LEARNED for name in matchers):
+        projections = {
+            seconds: learned_projection(reference, queries_of, seconds, seen) for seconds in settings["query_seconds"]
+        }
     tables, rows = [], []
-    for rendering, (shards, manifests) in query_sets.items():
-        queries = recordings(read_summarised(shards), settings["layer"], pitch if needs_chroma else None, compression)
+    for rendering, (_, manifests) in query_sets.items():
+        queries = queries_of[rendering]
         positions = query_positions(manifests)
         known = [row for row, piece in enumerate(queries.pieces) if piece in set(reference.pieces)]
         for seconds in settings["query_seconds"]:
@@ -114,44 +168,69 @@ def identify(
             starts = np.array([positions[query]["start_measure"] for query in these.ids])
             for matcher in matchers:
                 began = time.perf_counter()
-                answers = MATCHERS[matcher](reference, these, seconds, settings)
+                answers = MATCHERS[matcher](
+                    reference, these, seconds, {**settings, "projection": projections.get(seconds)}
+                )
                 elapsed = time.perf_counter() - began
                 table = per_query_table(answers, these.ids, these.pieces, starts, reference.pieces, measures, groups)
                 table.insert(0, "matcher", matcher)
                 table.insert(0, "query_seconds", seconds)
                 table.insert(0, "rendering", rendering)
+                table["seen_by_matcher"] = matcher in LEARNED and table.piece_id.isin(seen or set())
                 tables.append(table)
-                figures = summary_figures(table, settings["bootstrap_resamples"], settings["seed"])
-                rows.append(
-                    {
-                        "rendering": rendering,
-                        "matcher": matcher,
-                        "query_seconds": seconds,
-                        **figures,
-                        "queries_per_second": round(len(these.ids) / max(elapsed, 1e-9), 2),
-                        "misses": misses(table),
-                    }
-                )
-                logger.info(
-                    "%s %s %gs: top-1 %.3f, top-5 %.3f, MRR %.3f, localised %.3f (%d queries, %.1f s)",
-                    rendering,
-                    matcher,
-                    seconds,
-                    figures["top1"],
-                    figures["top5"],
-                    figures["mrr"],
-                    figures["localised"],
-                    len(these.ids),
-                    elapsed,
-                )
+                for query_pieces, part in query_subsets(table, matcher in LEARNED):
+                    figures = summary_figures(part, settings["bootstrap_resamples"], settings["seed"])
+                    rows.append(
+                        {
+                            "rendering": rendering,
+                            "matcher": matcher,
+                            "query_seconds": seconds,
+                            "query_pieces": query_pieces,
+                            **figures,
+                            "queries_per_second": round(len(these.ids) / max(elapsed, 1e-9), 2),
+                            "misses": misses(part),
+                        }
+                    )
+                    log_figures(logger, rendering, matcher, seconds, query_pieces, figures, elapsed)
     per_query = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
     return per_query, rows, skipped
+
+
+# Which queries a row's figures are over: every one, or for a learned matcher those of the
+# pieces it never saw and, apart, those of its training pieces.
+ALL_PIECES, HELD_OUT_PIECES, SEEN_PIECES = "all", "held_out", "seen"
+
+
+def query_subsets(table: pd.DataFrame, learned: bool):
+    if not learned:
+        yield ALL_PIECES, table
+        return
+    for name, part in ((HELD_OUT_PIECES, table[~table.seen_by_matcher]), (SEEN_PIECES, table[table.seen_by_matcher])):
+        if len(part):
+            yield name, part
+
+
+def log_figures(logger, rendering, matcher, seconds, query_pieces, figures, elapsed) -> None:
+    logger.info(
+        "%s %s %gs (%s pieces): top-1 %.3f, top-5 %.3f, MRR %.3f, localised %.3f (%d queries, %.1f s)",
+        rendering,
+        matcher,
+        seconds,
+        query_pieces,
+        figures["top1"],
+        figures["top5"],
+        figures["mrr"],
+        figures["localised"],
+        figures["queries"],
+        elapsed,
+    )
 
 
 METRIC_COLUMNS = [
     "rendering",
     "matcher",
     "query_seconds",
+    "query_pieces",
     "queries",
     "pieces",
     "top1",
@@ -193,6 +272,7 @@ def main(snakemake) -> None:  # pragma: no cover - the Snakemake edge
         params.settings,
         snakemake.input.groups,
         logger,
+        seen=training_pieces(snakemake.input.split[0] if snakemake.input.split else None),
     )
     provenance = provenance_record(
         "identify", params.settings, embedder=params.embedder, reference=params.settings["reference"], skipped=skipped

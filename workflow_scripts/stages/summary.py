@@ -44,7 +44,7 @@ FIGURE_COLUMNS = [
 # Identification rows (split "identification", probe = the matcher, variant = the query
 # rendering, train_variants = the reference; workflow_scripts/stages/identify.py) add these;
 # probe rows leave them empty.
-IDENTIFICATION_COLUMNS = ["query_seconds", "mrr", "mrr_ci95", "localised", "localised_ci95", "queries"]
+IDENTIFICATION_COLUMNS = ["query_seconds", "query_pieces", "mrr", "mrr_ci95", "localised", "localised_ci95", "queries"]
 IDENTIFICATION_SPLIT = "identification"
 # status: "ran", or "not run" when the split failed the probe's preconditions (reason says
 # which, with the counts; workflow_scripts/probes/preconditions.py): its figures are empty.
@@ -118,6 +118,8 @@ def identification_rows(metrics: dict) -> list[dict]:
             "test_snippets": figures["queries"],
         }
         row.update({column: figures.get(column) for column in ("top1", "top5", "top1_music_group", "query_seconds")})
+        # "all"; for a learned matcher "held_out" or "seen" (workflow_scripts/stages/identify.py).
+        row["query_pieces"] = figures.get("query_pieces", "all")
         row.update({column: figures.get(column) for column in ("mrr", "localised", "queries")})
         for column in ("top1_ci95", "top5_ci95", "mrr_ci95", "localised_ci95"):
             row[column] = interval_text(figures[column])
