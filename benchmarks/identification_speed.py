@@ -13,7 +13,7 @@ Reads a run of configs/identification.yaml (its results folder), in one process:
    step_sizes_sigma=[[1, 0], [1, 1], [1, 2]], backtrack=False)`` on the same cost matrices,
    with the largest difference of their best costs (they compute the same recursion);
 3. shortlist: chroma_align's top-1 with the configured shortlist against aligning every
-   piece under all 12 shifts, on the same queries;
+   piece under all 12 shifts, on the same queries of each of ``--tuning-renderings``;
 4. tuning: chroma_align's top-1 on ``--tuning-renderings`` for chroma compressions 0, 1, 10
    and 100 (log(1 + c x)), and with the shortlist's 2 best shifts against all 12;
 5. windows: for ``--window-pieces`` reference pieces and each embedder, the cosine between
@@ -41,12 +41,14 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from workflow_scripts.embedders import build_embedder
+from workflow_scripts.embedders.base import Embedder
 from workflow_scripts.embedders.registry import declaration
 from workflow_scripts.identification import alignment
-from workflow_scripts.identification.matching import MATCHERS, NEEDS_PITCH_CLASSES, Recordings, recordings
+from workflow_scripts.identification.matching import LEARNED, MATCHERS, NEEDS_PITCH_CLASSES, Recordings, recordings
 from workflow_scripts.identification.reference import frame_mean, layer_of, read_summarised, sliding_windows
 from workflow_scripts.plumbing.settings import complete_config, embedder_settings
 from workflow_scripts.plumbing.snippet_audio import read_snippet_audio
+from workflow_scripts.stages.identify import learned_projection, training_pieces
 
 REFERENCE_SIZES = (100, 200)
 REPLICATED_SIZE = 4000
@@ -64,10 +66,13 @@ def run_config(config_file: Path) -> dict:
         return base
 
     config = merge(config, yaml.safe_load(config_file.read_text()))
-    schema = yaml.safe_load((REPO_ROOT / "config.schema.yaml").read_text())
     from snakemake.utils import validate
 
-    validate(config, schema)
+    from workflow_scripts.embedders.schema import workflow_schema_file
+
+    schema_file = workflow_schema_file()  # the schema with the embedders' parts, as the Snakefile reads it
+    validate(config, str(schema_file), set_default=True)
+    schema = yaml.safe_load(Path(schema_file).read_text())
     complete_config(config, schema)
     return config
 
@@ -207,6 +212,10 @@ def window_agreement(results: Path, config: dict, embedder: str, pieces: int, se
     reference = settings["reference"]
     summarised = read_summarised(shards(results, embedder, f"whole_{reference}")[:pieces])
     model = build_embedder(embedder, embedder_settings(config, embedder))
+    if type(model).read_clips is not Embedder.read_clips:
+        # It reads the manifest's notes, not audio (pianoroll): its frames hold only the notes
+        # sounding in them; cutting its clips means re-timing notes (identification/queries.py), not done here.
+        return {"embedder": embedder, "windows": 0, "note": "not measured: it reads the notes, not audio"}
     rate = config["render"]["sample_rate"]
     span = int(round(seconds * summarised.hz))
     similarities = []
@@ -244,7 +253,7 @@ def main() -> None:
     parser.add_argument("--window-pieces", type=int, default=10)
     parser.add_argument("--window-hop", type=float, default=2.0)
     parser.add_argument("--skip-librosa", action="store_true")
-    parser.add_argument("--tuning-renderings", default="organ,pianoTimGM,pianoUp2,pianoFast")
+    parser.add_argument("--tuning-renderings", default="organ,pianoDown3")
     arguments = parser.parse_args()
     config = run_config(arguments.configfile)
     settings = config["identification"]
@@ -266,12 +275,34 @@ def main() -> None:
             compression,
         )
         queries = chosen_queries(every_query, arguments.seconds, arguments.queries)
+        if any(name in LEARNED for name in matchers):
+            # cosine_lda's projection as the identify stage fits it, from this rendering's queries only.
+            seen = training_pieces(arguments.results / "splits" / next(iter(config["variants"])) / "by_piece.parquet")
+            settings = {
+                **settings,
+                "projection": learned_projection(
+                    reference, {arguments.rendering: every_query}, arguments.seconds, seen
+                ),
+            }
         for row in matcher_rows(reference, queries, arguments.seconds, settings, matchers):
             report["matchers"].append({"embedder": embedder, **row})
             print(json.dumps(report["matchers"][-1]), flush=True)
         if pitch is not None:
-            report["shortlist"][embedder] = shortlist_against_full(reference, queries, arguments.seconds, settings)
-            print(json.dumps({embedder: report["shortlist"][embedder]}), flush=True)
+            for rendering in arguments.tuning_renderings.split(","):
+                these = chosen_queries(
+                    recordings(
+                        read_summarised(shards(arguments.results, embedder, f"queries_{rendering}")),
+                        layer,
+                        pitch,
+                        compression,
+                    ),
+                    arguments.seconds,
+                    arguments.queries,
+                )
+                row = {"embedder": embedder, "rendering": rendering}
+                row.update(shortlist_against_full(reference, these, arguments.seconds, settings))
+                report["shortlist"].setdefault(embedder, []).append(row)
+                print(json.dumps(row), flush=True)
             if report["alignment"] is None and not arguments.skip_librosa:
                 report["alignment"] = alignment_against_librosa(reference, queries, arguments.pairs)
                 print(json.dumps(report["alignment"]), flush=True)
