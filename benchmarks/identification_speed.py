@@ -45,10 +45,11 @@ from workflow_scripts.embedders.base import Embedder
 from workflow_scripts.embedders.registry import declaration
 from workflow_scripts.identification import alignment
 from workflow_scripts.identification.matching import LEARNED, MATCHERS, NEEDS_PITCH_CLASSES, Recordings, recordings
+from workflow_scripts.identification.queries import query_seconds
 from workflow_scripts.identification.reference import frame_mean, layer_of, read_summarised, sliding_windows
 from workflow_scripts.plumbing.settings import complete_config, embedder_settings
 from workflow_scripts.plumbing.snippet_audio import read_snippet_audio
-from workflow_scripts.stages.identify import learned_projection, training_pieces
+from workflow_scripts.stages.identify import learned_projection, subset, training_pieces
 
 REFERENCE_SIZES = (100, 200)
 REPLICATED_SIZE = 4000
@@ -81,23 +82,11 @@ def shards(results: Path, embedder: str, name: str) -> list[Path]:
     return sorted((results / "identification/embeddings" / embedder / name).glob("*.parquet"))
 
 
-def take(recorded: Recordings, rows) -> Recordings:
-    pick = lambda values: None if values is None else [values[row] for row in rows]  # noqa: E731
-    return Recordings(
-        [recorded.ids[row] for row in rows],
-        pick(recorded.pieces),
-        pick(recorded.frames),
-        pick(recorded.counts),
-        pick(recorded.chroma),
-        recorded.hz,
-    )
-
-
 def replicated(reference: Recordings, size: int) -> Recordings:
     """About ``size`` pieces: the reference's recordings repeated under new ids."""
     copies = -(-size // len(reference.ids))
     rows = [row for _ in range(copies) for row in range(len(reference.ids))]
-    grown = take(reference, rows)
+    grown = subset(reference, rows)
     grown.ids = [f"{piece}#{copy}" for copy in range(copies) for piece in reference.ids]
     grown.pieces = list(grown.ids)
     return grown
@@ -122,7 +111,7 @@ def matcher_rows(reference, queries, seconds, settings, matchers):
         for size in sizes:
             kept = [row for row, piece in enumerate(queries.pieces) if piece in set(reference.pieces[:size])]
             rate, answers = queries_per_second(
-                matcher, take(reference, range(size)), take(queries, kept), seconds, settings
+                matcher, subset(reference, range(size)), subset(queries, kept), seconds, settings
             )
             yield {"matcher": matcher, "pieces": size, "queries_per_s": rate}
         rate, _ = queries_per_second(matcher, replicated(reference, REPLICATED_SIZE), queries, seconds, settings)
@@ -202,8 +191,8 @@ def tuning_rows(results: Path, embedder: str, settings: dict, renderings: list[s
 def chosen_queries(every_query: Recordings, seconds: float, count: int) -> Recordings:
     """``count`` queries of ``seconds`` (their ids say the length: workflow_scripts/identification/queries.py),
     spread over the corpus (every k-th)."""
-    length = [row for row, query in enumerate(every_query.ids) if query.split(":")[1] == f"{seconds:g}s"]
-    return take(every_query, length[:: max(1, len(length) // count)][:count])
+    length = [row for row, query in enumerate(every_query.ids) if query_seconds(query) == seconds]
+    return subset(every_query, length[:: max(1, len(length) // count)][:count])
 
 
 def window_agreement(results: Path, config: dict, embedder: str, pieces: int, seconds: float, hop: float) -> dict:

@@ -60,6 +60,11 @@ def query_id(piece_id: str, seconds: float, index: int) -> str:
     return f"{piece_id}:{seconds:g}s:{index}"
 
 
+def query_seconds(query: str) -> float:
+    """The length a ``query_id`` names (counted from the end: a piece id may hold a colon)."""
+    return float(query.split(":")[-2].rstrip("s"))
+
+
 def cut_queries(whole: pa.Table, measure_starts_s: list[float], settings: QuerySettings) -> pa.Table:
     """The query manifest of one piece: one row per query (MANIFEST_SCHEMA), its samples a
     span of the whole-piece recording and its notes those sounding in it, re-timed to it.

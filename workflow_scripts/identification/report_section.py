@@ -61,7 +61,9 @@ def plot_heatmap(grid: pd.DataFrame, seconds: float, destination) -> None:
 
 
 def cell_text(row: Any) -> str:
-    low, high = (float(bound) for bound in str(row.top1_ci95).split("-"))
+    from workflow_scripts.stages.report import interval  # the page's own parser; it imports this module
+
+    low, high = interval(row.top1_ci95)
     return f"{100 * row.top1:.1f} [{100 * low:.1f}, {100 * high:.1f}]"
 
 

@@ -27,6 +27,7 @@ from workflow_scripts.identification.matching import (
     recordings,
     reference_windows,
 )
+from workflow_scripts.identification.queries import query_seconds
 from workflow_scripts.identification.reference import IdentificationError, read_summarised
 from workflow_scripts.identification.scores import misses, per_query_table, summary_figures
 from workflow_scripts.plumbing.batch_index import read_batch_indexes
@@ -39,15 +40,17 @@ from workflow_scripts.plumbing.io_utils import (
 from workflow_scripts.plumbing.job_log import job_logger
 from workflow_scripts.plumbing.provenance import provenance_record
 from workflow_scripts.plumbing.roles import TRAINING_ROLES
+from workflow_scripts.stages.summary import interval_text
 
 
 def measure_starts(manifests: list[str | Path]) -> dict[str, np.ndarray]:
     """Piece -> where its measures start in its recording (from the render provenance)."""
     starts = {}
     for path in manifests:
-        piece = read_provenance(path).get("piece") or {}
+        provenance = read_provenance(path)
+        piece = provenance.get("piece") or {}
         if "measure_starts_s" in piece:
-            starts[read_provenance(path)["piece_id"]] = np.asarray(piece["measure_starts_s"], dtype=np.float64)
+            starts[provenance["piece_id"]] = np.asarray(piece["measure_starts_s"], dtype=np.float64)
     return starts
 
 
@@ -96,17 +99,14 @@ def learned_projection(reference: Recordings, query_sets: dict[str, Recordings],
     vectors, labels = [windows[keep]], [pieces[keep]]
     for queries in query_sets.values():
         rows = [
-            row for row, piece in enumerate(queries.pieces) if piece in seen and row_seconds(queries, row) == seconds
+            row
+            for row, piece in enumerate(queries.pieces)
+            if piece in seen and query_seconds(queries.ids[row]) == seconds
         ]
         if rows:
             vectors.append(query_vectors(subset(queries, rows)))
             labels.append(np.array([queries.pieces[row] for row in rows]))
     return fit_projection(np.vstack(vectors), np.concatenate(labels))
-
-
-def row_seconds(queries: Recordings, row: int) -> float:
-    """A query's length, from its id (workflow_scripts/identification/queries.py: piece:8s:0)."""
-    return float(queries.ids[row].split(":")[-2].rstrip("s"))
 
 
 def subset(queries: Recordings, rows: list[int]) -> Recordings:
@@ -251,7 +251,7 @@ def metrics_table(rows: list[dict]) -> pd.DataFrame:
         [{column: row.get(column) for column in METRIC_COLUMNS} for row in rows], columns=METRIC_COLUMNS
     )
     for column in [name for name in METRIC_COLUMNS if name.endswith("_ci95")]:
-        table[column] = [f"{low:.4f}-{high:.4f}" for low, high in table[column]]
+        table[column] = [interval_text(bounds) for bounds in table[column]]
     return table
 
 

@@ -117,10 +117,10 @@ def identification_rows(metrics: dict) -> list[dict]:
             "reason": "",
             "test_snippets": figures["queries"],
         }
-        row.update({column: figures.get(column) for column in ("top1", "top5", "top1_music_group", "query_seconds")})
+        figure_names = ("top1", "top5", "top1_music_group", "query_seconds", "mrr", "localised", "queries")
+        row.update({column: figures.get(column) for column in figure_names})
         # "all"; for a learned matcher "held_out" or "seen" (workflow_scripts/stages/identify.py).
         row["query_pieces"] = figures.get("query_pieces", "all")
-        row.update({column: figures.get(column) for column in ("mrr", "localised", "queries")})
         for column in ("top1_ci95", "top5_ci95", "mrr_ci95", "localised_ci95"):
             row[column] = interval_text(figures[column])
         rows.append(row)
