@@ -12,8 +12,9 @@ Reads a run of configs/identification.yaml (its results folder), in one process:
    stage's numpy recursion against ``librosa.sequence.dtw(C, subseq=True,
    step_sizes_sigma=[[1, 0], [1, 1], [1, 2]], backtrack=False)`` on the same cost matrices,
    with the largest difference of their best costs (they compute the same recursion);
-3. shortlist: chroma_align's top-1 with the configured shortlist against aligning every
-   piece under all 12 shifts, on the same queries of each of ``--tuning-renderings``;
+3. shortlist: chroma_align's top-1 with the configured (order-aware) shortlist, with the
+   mean-chroma shortlist (shortlist_parts 1) and aligning every piece under all 12 shifts,
+   on the same queries of each of ``--tuning-renderings``, and each shortlist's recall;
 4. tuning: chroma_align's top-1 on ``--tuning-renderings`` for chroma compressions 0, 1, 10
    and 100 (log(1 + c x)), and with the shortlist's 2 best shifts against all 12;
 5. windows: for ``--window-pieces`` reference pieces and each embedder, the cosine between
@@ -44,12 +45,12 @@ from workflow_scripts.embedders import build_embedder
 from workflow_scripts.embedders.base import Embedder
 from workflow_scripts.embedders.registry import declaration
 from workflow_scripts.identification import alignment
-from workflow_scripts.identification.matching import LEARNED, MATCHERS, NEEDS_PITCH_CLASSES, Recordings, recordings
+from workflow_scripts.identification.matching import LEARNED, MATCHERS, Recordings, recordings
 from workflow_scripts.identification.queries import query_seconds
 from workflow_scripts.identification.reference import frame_mean, layer_of, read_summarised, sliding_windows
 from workflow_scripts.plumbing.settings import complete_config, embedder_settings
 from workflow_scripts.plumbing.snippet_audio import read_snippet_audio
-from workflow_scripts.stages.identify import learned_projection, subset, training_pieces
+from workflow_scripts.stages.identify import learned_projection, subset, training_pieces, usable_matchers
 
 REFERENCE_SIZES = (100, 200)
 REPLICATED_SIZE = 4000
@@ -149,17 +150,50 @@ def alignment_against_librosa(reference: Recordings, queries: Recordings, pairs:
 
 
 def shortlist_against_full(reference, queries, seconds, settings) -> dict:
+    """chroma_align's top-1 with the configured shortlist, with the mean-chroma shortlist
+    (shortlist_parts 1, blind to order) and aligning every piece under all 12 shifts; and how
+    often each shortlist holds the true piece."""
+    mean_chroma = {**settings, "shortlist_parts": 1}
     full = {**settings, "shortlist": 0, "shortlist_shifts": alignment.SEMITONES}
     rate, shortlisted = queries_per_second("chroma_align", reference, queries, seconds, settings)
+    mean_rate, mean_shortlisted = queries_per_second("chroma_align", reference, queries, seconds, mean_chroma)
     full_rate, aligned = queries_per_second("chroma_align", reference, queries, seconds, full)
+    rolls = {}
+    if reference.keys is not None:
+        roll_rate, roll_answers = queries_per_second("roll_align", reference, queries, seconds, settings)
+        rolls = {
+            "top1_roll_align_shortlist": top1(roll_answers, queries, reference),
+            "queries_per_s_roll_align": roll_rate,
+        }
     return {
         "shortlist": settings["shortlist"],
         "shortlist_shifts": settings["shortlist_shifts"],
+        "shortlist_parts": settings["shortlist_parts"],
+        "shortlist_stretches": settings["shortlist_stretches"],
         "top1_shortlist": top1(shortlisted, queries, reference),
+        "top1_mean_chroma_shortlist": top1(mean_shortlisted, queries, reference),
         "top1_every_piece_and_shift": top1(aligned, queries, reference),
+        "recall_shortlist": shortlist_recall(reference, queries, seconds, settings),
+        "recall_mean_chroma_shortlist": shortlist_recall(reference, queries, seconds, mean_chroma),
         "queries_per_s_shortlist": rate,
+        "queries_per_s_mean_chroma_shortlist": mean_rate,
         "queries_per_s_every_piece_and_shift": full_rate,
+        **rolls,
     }
+
+
+def shortlist_recall(reference, queries, seconds, settings) -> float:
+    """Share of queries whose own piece is among the shortlist's pieces (stage one only)."""
+    span = max(1, int(round(seconds * reference.hz)))
+    shortlister = alignment.Shortlister.of(
+        reference.chroma, reference.counts, span, settings["shortlist_parts"], settings["shortlist_stretches"]
+    )
+    stage_one = shortlister.scores(queries.chroma, queries.counts)
+    found = [
+        reference.pieces.index(piece) in alignment.shortlisted(per_shift, settings["shortlist"] or 10**9, 1)[0]
+        for piece, per_shift in zip(queries.pieces, stage_one)
+    ]
+    return float(np.mean(found))
 
 
 COMPRESSIONS = (0.0, 1.0, 10.0, 100.0)
@@ -172,8 +206,10 @@ def tuning_rows(results: Path, embedder: str, settings: dict, renderings: list[s
     for rendering in renderings:
         summarised = read_summarised(shards(results, embedder, f"queries_{rendering}"))
         for compression in COMPRESSIONS:
-            reference = recordings(whole, settings["layer"], pitch, compression)
-            queries = chosen_queries(recordings(summarised, settings["layer"], pitch, compression), seconds, count)
+            reference = recordings(whole, settings["layer"], pitch, compression, with_keys=True)
+            queries = chosen_queries(
+                recordings(summarised, settings["layer"], pitch, compression, with_keys=True), seconds, count
+            )
             for shifts in (settings["shortlist_shifts"], alignment.SEMITONES):
                 _, answers = queries_per_second(
                     "chroma_align", reference, queries, seconds, {**settings, "shortlist_shifts": shifts}
@@ -249,19 +285,21 @@ def main() -> None:
     report = {"matchers": [], "alignment": None, "shortlist": {}, "tuning": [], "windows": []}
     for embedder in config["embedders"]:
         pitch = declaration(embedder).pitch_classes
-        matchers = [name for name in settings["matchers"] if pitch is not None or name not in NEEDS_PITCH_CLASSES]
+        matchers, _ = usable_matchers(embedder, settings["matchers"])
         layer, compression = settings["layer"], settings["chroma_compression"]
         reference = recordings(
             read_summarised(shards(arguments.results, embedder, f"whole_{settings['reference']}")),
             layer,
             pitch,
             compression,
+            with_keys=True,
         )
         every_query = recordings(
             read_summarised(shards(arguments.results, embedder, f"queries_{arguments.rendering}")),
             layer,
             pitch,
             compression,
+            with_keys=True,
         )
         queries = chosen_queries(every_query, arguments.seconds, arguments.queries)
         if any(name in LEARNED for name in matchers):
@@ -284,6 +322,7 @@ def main() -> None:
                         layer,
                         pitch,
                         compression,
+                        with_keys=True,
                     ),
                     arguments.seconds,
                     arguments.queries,

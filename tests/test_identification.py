@@ -143,19 +143,28 @@ def synthetic_corpus(pieces: int = 12, frames: int = 120, seed: int = 0):
     return corpus
 
 
-def as_recordings(sequences, pieces, ids=None) -> Recordings:
+def as_key_roll(chroma: np.ndarray, octave: int = 3) -> np.ndarray:
+    """(frames, 88) roll from MIDI key 21 with each sounding pitch class in one octave (C3 = 48)."""
+    roll = np.zeros((len(chroma), 88), np.float32)
+    roll[:, 12 * octave + 12 - 21 + np.arange(12)] = chroma
+    return roll
+
+
+def as_recordings(sequences, pieces, ids=None, rolls=None) -> Recordings:
     frames = [np.hstack([sequence, np.ones((len(sequence), 8), np.float32)]) for sequence in sequences]
+    rolls = rolls or [as_key_roll(sequence) for sequence in sequences]
     return Recordings(
         ids=ids or list(pieces),
         pieces=list(pieces),
         frames=frames,
         counts=[np.full(len(sequence), 10) for sequence in sequences],
-        chroma=[alignment.compressed_chroma(sequence, 10.0) for sequence in sequences],
+        chroma=[alignment.compressed(sequence, 10.0) for sequence in sequences],
         hz=HZ,
+        keys=[alignment.compressed(roll, 10.0) for roll in rolls],
     )
 
 
-MATCH_SETTINGS = {"shortlist": 5, "shortlist_shifts": 2}
+MATCH_SETTINGS = {"shortlist": 5, "shortlist_shifts": 2, "shortlist_parts": 4, "shortlist_stretches": [0.8, 1.0, 1.25]}
 
 
 @pytest.mark.parametrize("matcher", sorted(MATCHERS))
@@ -194,15 +203,41 @@ def test_the_learned_projection_drops_what_varies_within_a_piece_and_carries_to_
     assert projection.matrix.shape == (8, 8)
 
 
-def test_the_key_invariant_alignment_finds_a_transposed_query():
+@pytest.mark.parametrize("matcher", ["chroma_align", "roll_align"])
+def test_the_key_invariant_alignment_finds_a_transposed_query(matcher):
     corpus = synthetic_corpus()
     names = [f"piece{index}" for index in range(len(corpus))]
     reference = as_recordings(corpus, names)
-    for shift in (2, -3):
-        query = np.roll(corpus[5][40:72], shift, axis=1)
-        answers = MATCHERS["chroma_align"](reference, as_recordings([query], ["piece5"]), 8.0, MATCH_SETTINGS)
+    for shift in (2, -3, 6):
+        excerpt = corpus[5][40:72]
+        query = as_recordings([np.roll(excerpt, shift, axis=1)], ["piece5"], rolls=[transposed(excerpt, shift)])
+        answers = MATCHERS[matcher](reference, query, 8.0, MATCH_SETTINGS)
         assert np.argmax(answers.scores[0]) == 5
         assert abs(answers.start_s[0, 5] - 40 / HZ) <= 1.0 / HZ
+
+
+def transposed(chroma: np.ndarray, semitones: int) -> np.ndarray:
+    """``as_key_roll`` of ``chroma`` with every note moved ``semitones`` (octaves kept)."""
+    roll = as_key_roll(chroma)
+    moved = np.zeros_like(roll)
+    if semitones >= 0:
+        moved[:, semitones:] = roll[:, : 88 - semitones]
+    else:
+        moved[:, :semitones] = roll[:, -semitones:]
+    return moved
+
+
+def test_the_key_roll_alignment_tells_apart_voicings_a_folded_chroma_cannot():
+    corpus = synthetic_corpus()
+    names = [f"piece{index}" for index in range(len(corpus))] + ["piece5_low"]
+    # One more piece: piece 5's chords, an octave lower. Its chroma is piece 5's.
+    rolls = [as_key_roll(sequence) for sequence in corpus] + [as_key_roll(corpus[5], octave=2)]
+    reference = as_recordings([*corpus, corpus[5]], names, rolls=rolls)
+    query = as_recordings([corpus[5][40:72]], ["piece5"])
+    rolled = MATCHERS["roll_align"](reference, query, 8.0, MATCH_SETTINGS).scores[0]
+    folded = MATCHERS["chroma_align"](reference, query, 8.0, MATCH_SETTINGS).scores[0]
+    assert np.argmax(rolled) == 5 and rolled[5] > rolled[-1] + 0.5
+    assert np.isclose(folded[5], folded[-1])
 
 
 def test_the_alignment_follows_a_faster_performance():
@@ -257,6 +292,9 @@ def test_an_embedder_without_a_pitch_class_view_skips_the_alignment_and_says_why
     assert usable == ["cosine"] and "pitch-class view" in skipped["chroma_align"]
     usable, skipped = usable_matchers("spectral", ["cosine", "cosine_lda"], can_learn=False)
     assert usable == ["cosine"] and "by_piece" in skipped["cosine_lda"]
+    usable, skipped = usable_matchers("spectral", ["chroma_align", "roll_align"])
+    assert usable == ["chroma_align"] and "not a roll of keys" in skipped["roll_align"]
+    assert usable_matchers("basic_pitch", ["roll_align"]) == (["roll_align"], {})
 
 
 def test_the_length_table_averages_deformations_and_leaves_out_the_reference_itself():
@@ -275,3 +313,62 @@ def test_the_length_table_averages_deformations_and_leaves_out_the_reference_its
     table = length_table(rows).set_index("embedder / matcher")
     assert table.loc["pianoroll / chroma_align", "mean top-1, 2 s"] == pytest.approx(0.6)
     assert table.loc["pianoroll / chroma_align", "worst top-1, 8 s"] == pytest.approx(0.9)
+
+
+def same_chords_in_other_orders(pieces: int = 30, cycle: int = 8, frames: int = 160, hold: int = 4, seed: int = 1):
+    """Pieces that each repeat one cycle of the same ``cycle`` chords in an order of their own,
+    ``hold`` frames a chord: every window of one whole cycle holds every chord once, so every piece
+    has windows with the same mean chroma, and only the order tells them apart."""
+    rng = np.random.default_rng(seed)
+    vocabulary = rng.integers(0, 12, size=(cycle, 3))
+    corpus = []
+    for _ in range(pieces):
+        order = rng.permutation(cycle)
+        chroma = np.zeros((frames, 12), np.float32)
+        for frame in range(frames):
+            chroma[frame, vocabulary[order[(frame // hold) % cycle]]] = 1.0
+        corpus.append(chroma)
+    return corpus
+
+
+def stage_one_rank(corpus, query, truth, parts, stretches=(1.0,)):
+    unit_chroma = [alignment.compressed(piece, 10.0) for piece in corpus]
+    shortlister = alignment.Shortlister.of(unit_chroma, [np.ones(len(c)) for c in corpus], 32, parts, stretches)
+    per_shift = shortlister.scores([alignment.compressed(query, 10.0)], [np.ones(len(query))])[0]
+    order, shifts, _ = alignment.shortlisted(per_shift, len(corpus), 12)
+    return int(np.flatnonzero(order == truth)[0]), shifts[list(order).index(truth)]
+
+
+def test_one_part_is_the_windowed_mean_chroma_under_every_shift():
+    corpus = synthetic_corpus()
+    unit_chroma = [alignment.compressed(piece, 10.0) for piece in corpus]
+    counts = [np.full(len(piece), 10) for piece in corpus]
+    query = unit_chroma[4][17:49]
+    per_shift = alignment.Shortlister.of(unit_chroma, counts, 32, 1, [1.0]).scores([query], [np.full(32, 10)])[0]
+    mean = query.mean(axis=0) / np.linalg.norm(query.mean(axis=0))
+    for piece, (chroma, count) in enumerate(zip(unit_chroma, counts)):
+        windows = sliding_windows(chroma, count, 32)
+        windows /= np.linalg.norm(windows, axis=1, keepdims=True)
+        expected = [np.max(windows @ np.roll(mean, shift)) for shift in range(12)]
+        assert np.allclose(per_shift[piece], expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("transpose", [0, 2, -3])
+def test_the_order_aware_shortlist_tells_apart_pieces_the_mean_chroma_cannot(transpose):
+    corpus = same_chords_in_other_orders()
+    query = np.roll(corpus[11][40:72], transpose, axis=1)
+    rank, shifts = stage_one_rank(corpus, query, 11, parts=4)
+    assert rank == 0 and shifts[0] == (-transpose) % 12
+    # The mean chroma ties every piece somewhere, so the true one is no better than a guess.
+    assert stage_one_rank(corpus, query, 11, parts=1)[0] > 0
+
+
+def test_the_shortlist_lines_up_a_slower_performance_at_its_stretch():
+    corpus = same_chords_in_other_orders(frames=80, hold=2)
+    ranks_at = {(1.0,): [], (0.8, 1.0, 1.25): []}
+    for piece in range(6):
+        slower = np.repeat(corpus[piece][20:80], 5, axis=0)[::4][:32]  # 1.25 times as long
+        for stretches, found in ranks_at.items():
+            found.append(stage_one_rank(corpus, slower, piece, parts=4, stretches=stretches)[0])
+    assert ranks_at[(0.8, 1.0, 1.25)] == [0] * 6
+    assert max(ranks_at[(1.0,)]) > 0  # without the stretch its parts drift off the reference's

@@ -9,12 +9,16 @@ the previous query frame. ``librosa.sequence.dtw(C, subseq=True, step_sizes_sigm
 [1, 1], [1, 2]])`` computes the same accumulated cost (tests/test_identification.py checks it
 against a plain loop; benchmarks time it).
 
-Key invariance: the query's chroma is rolled by each of the 12 semitone shifts. Against a
-large reference the alignment runs on a shortlist (``shortlisted``): the pieces whose
-windows best match the query's mean chroma under some shift, each with its best shifts.
+Key invariance: the query's chroma is rolled by each of the 12 semitone shifts (or, for
+a key roll, moved by up to six semitones either way). Against a
+large reference the alignment runs on a shortlist (``Shortlister``, ``shortlisted``): the
+pieces whose windows best match the query's successive part means under some shift, each
+with its best shifts.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -24,18 +28,38 @@ SEMITONES = 12
 SEPARATOR = 2
 
 
-def compressed_chroma(chroma: np.ndarray, compression: float) -> np.ndarray:
-    """(frames, 12) chroma, log(1 + c x) compressed (c = 0: as is), each frame to unit length."""
-    chroma = np.maximum(np.asarray(chroma, dtype=np.float32), 0.0)
+def compressed(frames: np.ndarray, compression: float) -> np.ndarray:
+    """(frames, bins) chroma or key roll, log(1 + c x) compressed (c = 0: as is), each frame to unit length."""
+    frames = np.maximum(np.asarray(frames, dtype=np.float32), 0.0)
     if compression > 0:
-        chroma = np.log1p(compression * chroma)
-    norms = np.linalg.norm(chroma, axis=-1, keepdims=True)
-    return chroma / np.maximum(norms, 1e-8)
+        frames = np.log1p(compression * frames)
+    norms = np.linalg.norm(frames, axis=-1, keepdims=True)
+    return frames / np.maximum(norms, 1e-8)
 
 
 def shifted(chroma: np.ndarray) -> np.ndarray:
     """(12, frames, 12): the chroma transposed by 0..11 semitones up."""
     return np.stack([np.roll(chroma, shift, axis=-1) for shift in range(SEMITONES)])
+
+
+def key_offset(shift: int) -> int:
+    """The semitones a key roll moves for chroma shift ``shift`` (0..11 up): the nearer of
+    ``shift`` up and ``12 - shift`` down (6 goes down)."""
+    return shift if shift < SEMITONES // 2 else shift - SEMITONES
+
+
+def key_shifted(roll: np.ndarray) -> np.ndarray:
+    """(12, frames, keys): the roll moved by ``key_offset`` of each chroma shift, keys pushed
+    off either end dropped and those entering silent (a transposition keeps octaves, which
+    a folded chroma forgets)."""
+    moved = np.zeros((SEMITONES, *roll.shape), np.float32)
+    for shift in range(SEMITONES):
+        offset = key_offset(shift)
+        if offset >= 0:
+            moved[shift, :, offset:] = roll[:, : roll.shape[1] - offset]
+        else:
+            moved[shift, :, :offset] = roll[:, -offset:]
+    return moved
 
 
 def subsequence_align(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -60,51 +84,110 @@ def subsequence_align(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return accumulated / frames, start
 
 
-def aligned_reference(pieces: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """The pieces' (frames, 12) chroma one after another with separators: (N, 12) and each
-    column's piece index (-1 on separators)."""
-    parts, owners = [], []
-    for index, chroma in enumerate(pieces):
-        parts += [chroma, np.zeros((SEPARATOR, SEMITONES), np.float32)]
-        owners += [np.full(len(chroma), index), np.full(SEPARATOR, -1)]
-    return np.concatenate(parts), np.concatenate(owners)
+@dataclass
+class Shortlister:
+    """Stage one, order-aware: a query's chroma cut into ``parts`` successive part means is
+    compared, under each of the 12 shifts, with the same parts at every position of every
+    reference piece, each part ``span * stretch / parts`` frames long for each stretch (so a
+    performance up to that much faster or slower still lines its parts up). A score is the
+    mean of the parts' cosines; a piece scores its best position and stretch, per shift.
+
+    With ``parts = 1`` this is the windowed mean chroma (a key profile, blind to order);
+    under all 12 shifts nearly every diatonic piece matches some key profile, which is why
+    the order matters once the query may be transposed."""
+
+    vectors: np.ndarray  # (positions, parts * 12), every piece's positions contiguous
+    bounds: np.ndarray  # each piece's first row in ``vectors``
+    parts: int
+
+    @classmethod
+    def of(cls, pieces: list[np.ndarray], counts: list[np.ndarray], span: int, parts: int, stretches) -> Shortlister:
+        lengths = sorted({max(1, int(round(span * stretch / parts))) for stretch in stretches})
+        per_piece = [
+            np.vstack([part_means_at_every_start(chroma, count, length, parts) for length in lengths])
+            for chroma, count in zip(pieces, counts)
+        ]
+        bounds = np.r_[0, np.cumsum([len(rows) for rows in per_piece])[:-1]]
+        return cls(np.vstack(per_piece).astype(np.float32), bounds.astype(np.int64), parts)
+
+    def scores(self, queries: list[np.ndarray], query_counts: list[np.ndarray]) -> np.ndarray:
+        """(queries, pieces, 12): each piece's best score under each shift."""
+        if not queries:
+            return np.zeros((0, len(self.bounds), SEMITONES), np.float32)
+        rolled = np.stack([shifted_parts(query_parts(q, c, self.parts)) for q, c in zip(queries, query_counts)])
+        flat = rolled.reshape(-1, rolled.shape[-1])  # (queries * 12, parts * 12)
+        # Rows of queries x shifts per product, so the (rows, positions) block stays near 256 MB.
+        rows = max(SEMITONES, (SHORTLIST_BLOCK_BYTES // (4 * len(self.vectors))) // SEMITONES * SEMITONES)
+        best = np.empty((len(flat), len(self.bounds)), np.float32)
+        for first in range(0, len(flat), rows):
+            best[first : first + rows] = np.maximum.reduceat(
+                flat[first : first + rows] @ self.vectors.T, self.bounds, axis=1
+            )
+        return best.reshape(len(queries), SEMITONES, len(self.bounds)).transpose(0, 2, 1)
 
 
-def shortlisted(
-    query: np.ndarray, window_chroma: np.ndarray, window_piece: np.ndarray, pieces: int, size: int, shifts: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Stage one: the ``size`` pieces whose query-length windows best match the query's mean
-    chroma under some shift, each with its ``shifts`` best shifts.
+SHORTLIST_BLOCK_BYTES = 256 * 2**20
 
-    ``window_chroma`` is (windows, 12) unit mean chroma of every reference window, ``window_piece``
-    each window's piece. Returns the shortlisted pieces (best first), their shifts (size, shifts)
-    and every piece's stage-one similarity (pieces,), for ranking those left out."""
-    mean = query.mean(axis=0)
-    mean = mean / max(float(np.linalg.norm(mean)), 1e-8)
-    similarity = window_chroma @ shifted(mean[None])[:, 0].T  # (windows, 12)
-    per_piece = np.full((pieces, SEMITONES), -np.inf)
-    np.maximum.at(per_piece, window_piece, similarity)
-    best = per_piece.max(axis=1)
-    order = np.argsort(-best, kind="stable")[: min(size, pieces)]
-    best_shifts = np.argsort(-per_piece[order], axis=1, kind="stable")[:, :shifts]
+
+def unit(vectors: np.ndarray) -> np.ndarray:
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-8)
+
+
+def part_means_at_every_start(chroma: np.ndarray, counts: np.ndarray, length: int, parts: int) -> np.ndarray:
+    """(starts, parts * 12): at every start frame, the unit means of ``parts`` successive runs
+    of ``length`` frames, over sqrt(parts) (so a dot product is the parts' mean cosine). Near
+    a short piece's end the last run repeats."""
+    weights = counts.astype(np.float64)[:, None]
+    sums = np.vstack([np.zeros((1, chroma.shape[1])), np.cumsum(chroma * weights, axis=0)])
+    totals = np.r_[0.0, np.cumsum(weights)]
+    length = max(1, min(length, len(chroma)))
+    means = unit((sums[length:] - sums[:-length]) / np.maximum(totals[length:] - totals[:-length], 1.0)[:, None])
+    starts = np.arange(max(1, len(means) - (parts - 1) * length))
+    picks = np.minimum(starts[:, None] + length * np.arange(parts)[None, :], len(means) - 1)
+    return means[picks].reshape(len(starts), -1) / np.sqrt(parts)
+
+
+def query_parts(chroma: np.ndarray, counts: np.ndarray, parts: int) -> np.ndarray:
+    """(parts, 12): the query's frames cut into ``parts`` near-equal successive runs, each
+    run's unit mean over sqrt(parts)."""
+    runs = np.array_split(np.arange(len(chroma)), min(parts, len(chroma)))
+    weights = counts.astype(np.float64)
+    means = [weights[run] @ chroma[run] / max(weights[run].sum(), 1.0) for run in runs]
+    means += [means[-1]] * (parts - len(means))  # a query of fewer frames than parts
+    return unit(np.array(means)) / np.sqrt(parts)
+
+
+def shifted_parts(parts: np.ndarray) -> np.ndarray:
+    """(12, parts * 12): every part transposed by 0..11 semitones up, flattened."""
+    return np.stack([np.roll(parts, shift, axis=-1).reshape(-1) for shift in range(SEMITONES)])
+
+
+def shortlisted(per_shift: np.ndarray, size: int, shifts: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """From one query's (pieces, 12) stage-one scores: the ``size`` best pieces (best first),
+    each one's ``shifts`` best shifts (size, shifts), and every piece's best score (pieces,),
+    for ranking the pieces left out."""
+    best = per_shift.max(axis=1)
+    order = np.argsort(-best, kind="stable")[: min(size, len(best))]
+    best_shifts = np.argsort(-per_shift[order], axis=1, kind="stable")[:, :shifts]
     return order, best_shifts, best
 
 
-def align_query(query: np.ndarray, reference: list[np.ndarray], candidates: np.ndarray, shifts: np.ndarray):
-    """Stage two: the query aligned to each candidate piece under each of its shifts.
+def align_query(rolled: np.ndarray, reference: list[np.ndarray], candidates: np.ndarray, shifts: np.ndarray):
+    """Stage two: the query, as its (12, frames, bins) transpositions (``shifted`` of its
+    chroma or ``key_shifted`` of its key roll, unit frames), aligned to each candidate
+    piece's (frames, bins) under each of its shifts.
 
     Returns per candidate its best mean cost, and the reference frame (within the piece)
     where that path starts."""
-    rolled = shifted(query)
     lengths = np.array([len(reference[piece]) + SEPARATOR for piece in candidates for _ in range(shifts.shape[1])])
     firsts = np.r_[0, np.cumsum(lengths)[:-1]]  # where each (candidate, shift) block starts
-    columns = np.zeros((int(lengths.sum()), SEMITONES), np.float32)
+    columns = np.zeros((int(lengths.sum()), rolled.shape[-1]), np.float32)
     block_shift = shifts.reshape(-1)
     for first, piece in zip(firsts, np.repeat(candidates, shifts.shape[1])):
         columns[first : first + len(reference[piece])] = reference[piece]
     # cost[t, j] = 1 - (query frame t rolled by column j's shift) . (reference column j): one
     # product per shift over the columns of every block aligned under it.
-    cost = np.empty((len(query), len(columns)), np.float32)
+    cost = np.empty((rolled.shape[1], len(columns)), np.float32)
     column_shift = np.repeat(block_shift, lengths)
     for shift in np.unique(block_shift):
         under = column_shift == shift

@@ -2,7 +2,8 @@
 
 A matcher is a function ``(reference, queries, settings) -> Answers`` in ``MATCHERS``; the
 config's ``identification.matchers`` names them (checked at start-up), and an embedder
-without what a matcher needs (a pitch-class view for ``chroma_align``) is skipped for it,
+without what a matcher needs (a pitch-class view for ``chroma_align``, a key roll for
+``roll_align``) is skipped for it,
 with the reason in the stage's metrics.
 
 - ``cosine``: each query's mean frame against every reference window of the query's length
@@ -13,7 +14,10 @@ with the reason in the stage's metrics.
   rendering's queries of a piece as one class, so positives span renderings); the identify
   stage reports the queries of pieces it never saw apart from those it trained on.
 - ``chroma_align``: key-invariant subsequence alignment of compressed 12-bin chroma
-  (workflow_scripts/identification/alignment.py), on a shortlist from windowed mean chroma.
+  (workflow_scripts/identification/alignment.py), on a shortlist from successive part means
+  of chroma under every shift.
+- ``roll_align``: the same shortlist, then the alignment of the embedder's key roll unfolded
+  (88 keys; for embedders whose pitch-class view is a roll), moved by each shift.
 """
 
 from __future__ import annotations
@@ -33,7 +37,8 @@ QUERY_CHUNK = 256
 @dataclass
 class Recordings:
     """Whole pieces or queries, ready for the matchers: per recording its (windows, dim)
-    frames of the chosen layer, frame counts and (windows, 12) unit chroma (or None)."""
+    frames of the chosen layer, frame counts, (windows, 12) unit chroma and (windows, keys)
+    unit key roll (each None where not asked for, or the embedder has no such view)."""
 
     ids: list[str]
     pieces: list[str]
@@ -41,6 +46,7 @@ class Recordings:
     counts: list[np.ndarray]
     chroma: list[np.ndarray] | None
     hz: float
+    keys: list[np.ndarray] | None = None
 
 
 @dataclass
@@ -52,11 +58,14 @@ class Answers:
     start_s: np.ndarray  # (queries, pieces), NaN where unknown
 
 
-def recordings(summarised, layer, pitch_classes, compression: float) -> Recordings:
-    """``summarised`` (reference.Summarised) for the matchers."""
-    chroma = None
+def recordings(summarised, layer, pitch_classes, compression: float, with_keys: bool = False) -> Recordings:
+    """``summarised`` (reference.Summarised) for the matchers; ``pitch_classes`` (the embedder's
+    PitchClassView, or None) gives the chroma, and with ``with_keys`` its unfolded key roll."""
+    chroma = keys = None
     if pitch_classes is not None:
-        chroma = [alignment.compressed_chroma(pitch_classes.of(means), compression) for means in summarised.means]
+        chroma = [alignment.compressed(pitch_classes.of(means), compression) for means in summarised.means]
+        if with_keys and has_keys(pitch_classes):
+            keys = [alignment.compressed(key_roll(pitch_classes, means), compression) for means in summarised.means]
     return Recordings(
         ids=summarised.ids,
         pieces=summarised.pieces,
@@ -64,7 +73,18 @@ def recordings(summarised, layer, pitch_classes, compression: float) -> Recordin
         counts=summarised.frames,
         chroma=chroma,
         hz=summarised.hz,
+        keys=keys,
     )
+
+
+def has_keys(view) -> bool:
+    """Whether a PitchClassView is a roll of piano keys (``lowest_key``), not chroma bins."""
+    return view is not None and view.lowest_key is not None
+
+
+def key_roll(view, means: np.ndarray) -> np.ndarray:
+    """(layers, windows, dim) summary -> (windows, keys): the view's roll, unfolded."""
+    return np.asarray(means[view.layer], dtype=np.float32)
 
 
 def reference_windows(reference: Recordings, seconds: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -168,27 +188,37 @@ def cosine_lda(reference: Recordings, queries: Recordings, seconds: float, setti
 
 
 def chroma_align(reference: Recordings, queries: Recordings, seconds: float, settings: dict) -> Answers:
-    """Shortlist by windowed mean chroma under every shift, then align to each shortlisted
-    piece under its best shifts; pieces left out rank after the aligned ones, by stage one."""
+    """Aligns 12-bin chroma under the shortlist's best shifts (``aligned``)."""
+    return aligned(reference, queries, seconds, settings, lambda recordings: recordings.chroma, alignment.shifted)
+
+
+def roll_align(reference: Recordings, queries: Recordings, seconds: float, settings: dict) -> Answers:
+    """Aligns the unfolded key roll instead, each chroma shift moving it by at most six
+    semitones: the octaves and voicing a folded chroma forgets tell apart two harmonisations
+    of one tune, whose chords share their pitch classes."""
+    return aligned(reference, queries, seconds, settings, lambda recordings: recordings.keys, alignment.key_shifted)
+
+
+def aligned(
+    reference: Recordings, queries: Recordings, seconds: float, settings: dict, view, transpositions
+) -> Answers:
+    """Shortlist by successive part means of chroma under every shift (alignment.Shortlister),
+    then align ``view`` of the query, as its ``transpositions``, to each shortlisted piece
+    under its best shifts; pieces left out rank after the aligned ones, by stage one."""
     span = max(1, int(round(seconds * reference.hz)))
-    window_chroma, window_piece = [], []
-    for index, (chroma, counts) in enumerate(zip(reference.chroma, reference.counts)):
-        windows = unit_rows(sliding_windows(chroma, counts, span))
-        window_chroma.append(windows)
-        window_piece.append(np.full(len(windows), index))
-    window_chroma, window_piece = np.vstack(window_chroma).astype(np.float32), np.concatenate(window_piece)
+    shortlister = alignment.Shortlister.of(
+        reference.chroma, reference.counts, span, settings["shortlist_parts"], settings["shortlist_stretches"]
+    )
+    stage_one = shortlister.scores(queries.chroma, queries.counts)
     pieces = len(reference.ids)
     size = settings["shortlist"] or pieces
-    shifts = settings["shortlist_shifts"]
     scores = np.full((len(queries.ids), pieces), -np.inf)
     start_s = np.full((len(queries.ids), pieces), np.nan)
-    for row, chroma in enumerate(queries.chroma):
-        candidates, candidate_shifts, stage_one = alignment.shortlisted(
-            chroma, window_chroma, window_piece, pieces, size, shifts
-        )
-        cost, start = alignment.align_query(chroma, reference.chroma, candidates, candidate_shifts)
+    for row, frames in enumerate(view(queries)):
+        candidates, candidate_shifts, best = alignment.shortlisted(stage_one[row], size, settings["shortlist_shifts"])
+        cost, start = alignment.align_query(transpositions(frames), view(reference), candidates, candidate_shifts)
         # Costs lie in [0, 2] and similarities in [-1, 1]: 4 below keeps every aligned piece first.
-        scores[row] = stage_one - 4.0
+        scores[row] = best - 4.0
         scores[row, candidates] = -cost
         start_s[row, candidates] = start / reference.hz
     return Answers(scores, start_s)
@@ -199,9 +229,12 @@ MATCHERS: dict[str, Callable[..., Answers]] = {
     "cosine_std": cosine_std,
     "cosine_lda": cosine_lda,
     "chroma_align": chroma_align,
+    "roll_align": roll_align,
 }
-# What a matcher needs of an embedder beyond its time summary.
-NEEDS_PITCH_CLASSES = {"chroma_align"}
+# What a matcher needs of an embedder beyond its time summary: a pitch-class view, and of
+# that view a roll of keys (not spectral's chroma bins).
+NEEDS_PITCH_CLASSES = {"chroma_align", "roll_align"}
+NEEDS_KEYS = {"roll_align"}
 # Matchers that learn from training pieces (the by_piece split's train and validation pieces).
 LEARNED = {"cosine_lda"}
 

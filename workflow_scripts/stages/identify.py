@@ -20,9 +20,11 @@ from workflow_scripts.embedders.registry import declaration
 from workflow_scripts.identification.matching import (
     LEARNED,
     MATCHERS,
+    NEEDS_KEYS,
     NEEDS_PITCH_CLASSES,
     Recordings,
     fit_projection,
+    has_keys,
     query_vectors,
     recordings,
     reference_windows,
@@ -70,12 +72,19 @@ def music_groups(groups_tsv: str | Path | None, pieces: list[str]) -> np.ndarray
 
 def usable_matchers(embedder: str, names: list[str], can_learn: bool = True) -> tuple[list[str], dict[str, str]]:
     """The matchers this embedder can take, and why the others are skipped."""
-    has_pitch = declaration(embedder).pitch_classes is not None
+    view = declaration(embedder).pitch_classes
     skipped = {
         name: f"{embedder} declares no pitch-class view (docs/extending.md)"
         for name in names
-        if name in NEEDS_PITCH_CLASSES and not has_pitch
+        if name in NEEDS_PITCH_CLASSES and view is None
     }
+    skipped.update(
+        {
+            name: f"{embedder}'s pitch-class view is chroma bins, not a roll of keys"
+            for name in names
+            if name in NEEDS_KEYS and view is not None and not has_keys(view)
+        }
+    )
     if not can_learn:
         reason = "it learns from the by_piece split's training pieces: add by_piece to splits.names"
         skipped.update({name: reason for name in names if name in LEARNED})
@@ -118,6 +127,7 @@ def subset(queries: Recordings, rows: list[int]) -> Recordings:
         counts=pick(queries.counts),
         chroma=pick(queries.chroma),
         hz=queries.hz,
+        keys=pick(queries.keys),
     )
 
 
@@ -141,13 +151,14 @@ def identify(
     needs_chroma = any(name in NEEDS_PITCH_CLASSES for name in matchers)
     chroma_view = pitch if needs_chroma else None
     compression = settings["chroma_compression"]
-    reference = recordings(read_summarised(reference_shards), settings["layer"], chroma_view, compression)
+    with_keys = any(name in NEEDS_KEYS for name in matchers)
+    reference = recordings(read_summarised(reference_shards), settings["layer"], chroma_view, compression, with_keys)
     if not reference.ids:
         raise IdentificationError("the reference holds no piece: every piece was excluded at render")
     measures = measure_starts(reference_manifests)
     groups = music_groups(groups_tsv, reference.pieces)
     queries_of = {
-        rendering: recordings(read_summarised(shards), settings["layer"], chroma_view, compression)
+        rendering: recordings(read_summarised(shards), settings["layer"], chroma_view, compression, with_keys)
         for rendering, (shards, _) in query_sets.items()
     }
     projections = {}
