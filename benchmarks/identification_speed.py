@@ -206,9 +206,11 @@ def tuning_rows(results: Path, embedder: str, settings: dict, renderings: list[s
     for rendering in renderings:
         summarised = read_summarised(shards(results, embedder, f"queries_{rendering}"))
         for compression in COMPRESSIONS:
-            reference = recordings(whole, settings["layer"], pitch, compression, with_keys=True)
+            reference = recordings(whole, settings["layer"], pitch, compression, settings["roll_compression"])
             queries = chosen_queries(
-                recordings(summarised, settings["layer"], pitch, compression, with_keys=True), seconds, count
+                recordings(summarised, settings["layer"], pitch, compression, settings["roll_compression"]),
+                seconds,
+                count,
             )
             for shifts in (settings["shortlist_shifts"], alignment.SEMITONES):
                 _, answers = queries_per_second(
@@ -292,14 +294,14 @@ def main() -> None:
             layer,
             pitch,
             compression,
-            with_keys=True,
+            settings["roll_compression"],
         )
         every_query = recordings(
             read_summarised(shards(arguments.results, embedder, f"queries_{arguments.rendering}")),
             layer,
             pitch,
             compression,
-            with_keys=True,
+            settings["roll_compression"],
         )
         queries = chosen_queries(every_query, arguments.seconds, arguments.queries)
         if any(name in LEARNED for name in matchers):
@@ -322,7 +324,7 @@ def main() -> None:
                         layer,
                         pitch,
                         compression,
-                        with_keys=True,
+                        settings["roll_compression"],
                     ),
                     arguments.seconds,
                     arguments.queries,

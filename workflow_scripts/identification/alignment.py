@@ -115,7 +115,7 @@ class Shortlister:
         if not queries:
             return np.zeros((0, len(self.bounds), SEMITONES), np.float32)
         rolled = np.stack([shifted_parts(query_parts(q, c, self.parts)) for q, c in zip(queries, query_counts)])
-        flat = rolled.reshape(-1, rolled.shape[-1])  # (queries * 12, parts * 12)
+        flat = rolled.reshape(-1, rolled.shape[-1]).astype(np.float32)  # (queries * 12, parts * 12)
         # Rows of queries x shifts per product, so the (rows, positions) block stays near 256 MB.
         rows = max(SEMITONES, (SHORTLIST_BLOCK_BYTES // (4 * len(self.vectors))) // SEMITONES * SEMITONES)
         best = np.empty((len(flat), len(self.bounds)), np.float32)
@@ -179,26 +179,33 @@ def align_query(rolled: np.ndarray, reference: list[np.ndarray], candidates: np.
 
     Returns per candidate its best mean cost, and the reference frame (within the piece)
     where that path starts."""
-    lengths = np.array([len(reference[piece]) + SEPARATOR for piece in candidates for _ in range(shifts.shape[1])])
-    firsts = np.r_[0, np.cumsum(lengths)[:-1]]  # where each (candidate, shift) block starts
-    columns = np.zeros((int(lengths.sum()), rolled.shape[-1]), np.float32)
+    # One block of columns per (candidate, shift), grouped by shift so that each shift's cost
+    # is one product over a contiguous run of columns; SEPARATOR infinite columns end each.
+    block_piece = np.repeat(candidates, shifts.shape[1])
     block_shift = shifts.reshape(-1)
-    for first, piece in zip(firsts, np.repeat(candidates, shifts.shape[1])):
-        columns[first : first + len(reference[piece])] = reference[piece]
-    # cost[t, j] = 1 - (query frame t rolled by column j's shift) . (reference column j): one
-    # product per shift over the columns of every block aligned under it.
+    order = np.argsort(block_shift, kind="stable")
+    lengths = np.array([len(reference[piece]) + SEPARATOR for piece in block_piece[order]])
+    firsts = np.r_[0, np.cumsum(lengths)[:-1]]
+    gap = np.zeros((SEPARATOR, rolled.shape[-1]), np.float32)
+    columns = np.concatenate([part for piece in block_piece[order] for part in (reference[piece], gap)])
     cost = np.empty((rolled.shape[1], len(columns)), np.float32)
-    column_shift = np.repeat(block_shift, lengths)
-    for shift in np.unique(block_shift):
-        under = column_shift == shift
-        cost[:, under] = 1.0 - rolled[shift] @ columns[under].T
+    sorted_shift = block_shift[order]
+    groups = np.flatnonzero(np.r_[True, sorted_shift[1:] != sorted_shift[:-1]])
+    for group, end in zip(groups, [*groups[1:], len(order)]):
+        first, stop = firsts[group], firsts[end - 1] + lengths[end - 1]
+        cost[:, first:stop] = 1.0 - rolled[sorted_shift[group]] @ columns[first:stop].T
     separators = (firsts + lengths)[:, None] - np.arange(1, SEPARATOR + 1)[None, :]
     cost[:, separators.reshape(-1)] = np.inf
     mean_cost, start = subsequence_align(cost)
-    # Each block's best end, and where its path starts within the piece.
-    ends = np.array([first + np.argmin(mean_cost[first : first + length]) for first, length in zip(firsts, lengths)])
-    block_cost = mean_cost[ends].reshape(shifts.shape)
-    block_start = (start[ends] - firsts).reshape(shifts.shape)
+    # Each block's best end (its first column at the block's minimum), and where that path
+    # starts within the piece.
+    minima = np.minimum.reduceat(mean_cost, firsts)
+    block_of = np.repeat(np.arange(len(order)), lengths)
+    hits = np.flatnonzero(mean_cost == minima[block_of])
+    ends = hits[np.unique(block_of[hits], return_index=True)[1]]
+    block_cost, block_start = np.empty(len(order)), np.empty(len(order), np.int64)
+    block_cost[order], block_start[order] = mean_cost[ends], start[ends] - firsts
+    block_cost, block_start = block_cost.reshape(shifts.shape), block_start.reshape(shifts.shape)
     best = np.argmin(block_cost, axis=1)
     rows = np.arange(len(candidates))
     return block_cost[rows, best], block_start[rows, best].astype(np.int64)

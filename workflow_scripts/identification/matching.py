@@ -58,14 +58,19 @@ class Answers:
     start_s: np.ndarray  # (queries, pieces), NaN where unknown
 
 
-def recordings(summarised, layer, pitch_classes, compression: float, with_keys: bool = False) -> Recordings:
+def recordings(
+    summarised, layer, pitch_classes, compression: float, roll_compression: float | None = None
+) -> Recordings:
     """``summarised`` (reference.Summarised) for the matchers; ``pitch_classes`` (the embedder's
-    PitchClassView, or None) gives the chroma, and with ``with_keys`` its unfolded key roll."""
+    PitchClassView, or None) gives the chroma, compressed by ``compression``, and, given a
+    ``roll_compression``, its unfolded key roll compressed by that."""
     chroma = keys = None
     if pitch_classes is not None:
         chroma = [alignment.compressed(pitch_classes.of(means), compression) for means in summarised.means]
-        if with_keys and has_keys(pitch_classes):
-            keys = [alignment.compressed(key_roll(pitch_classes, means), compression) for means in summarised.means]
+        if roll_compression is not None and has_keys(pitch_classes):
+            keys = [
+                alignment.compressed(key_roll(pitch_classes, means), roll_compression) for means in summarised.means
+            ]
     return Recordings(
         ids=summarised.ids,
         pieces=summarised.pieces,

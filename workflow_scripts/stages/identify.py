@@ -151,14 +151,16 @@ def identify(
     needs_chroma = any(name in NEEDS_PITCH_CLASSES for name in matchers)
     chroma_view = pitch if needs_chroma else None
     compression = settings["chroma_compression"]
-    with_keys = any(name in NEEDS_KEYS for name in matchers)
-    reference = recordings(read_summarised(reference_shards), settings["layer"], chroma_view, compression, with_keys)
+    roll_compression = settings["roll_compression"] if any(name in NEEDS_KEYS for name in matchers) else None
+    reference = recordings(
+        read_summarised(reference_shards), settings["layer"], chroma_view, compression, roll_compression
+    )
     if not reference.ids:
         raise IdentificationError("the reference holds no piece: every piece was excluded at render")
     measures = measure_starts(reference_manifests)
     groups = music_groups(groups_tsv, reference.pieces)
     queries_of = {
-        rendering: recordings(read_summarised(shards), settings["layer"], chroma_view, compression, with_keys)
+        rendering: recordings(read_summarised(shards), settings["layer"], chroma_view, compression, roll_compression)
         for rendering, (shards, _) in query_sets.items()
     }
     projections = {}
