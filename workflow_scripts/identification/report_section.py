@@ -53,7 +53,9 @@ def plot_heatmap(grid: pd.DataFrame, seconds: float, destination) -> None:
         if np.isfinite(value):
             axis.text(column, row, f"{100 * value:.0f}", ha="center", va="center", fontsize=7,
                       color="black" if value > 0.6 else "white")  # fmt: skip
-    axis.set_xticks(range(len(grid.columns)), [name.replace(" / ", "\n") for name in grid.columns], fontsize=7)
+    # One line per part ("spectral", "cosine_lda", "(held_out)"): a column is an inch wide.
+    labels = [name.replace(" / ", "\n").replace(" (", "\n(") for name in grid.columns]
+    axis.set_xticks(range(len(grid.columns)), labels, fontsize=7)
     axis.set_yticks(range(len(grid.index)), grid.index, fontsize=8)
     axis.set_title(f"identification top-1 (%), {seconds:g}-s queries", fontsize=9, loc="left")
     figure.colorbar(image, ax=axis, fraction=0.03)
