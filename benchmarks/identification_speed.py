@@ -17,13 +17,16 @@ Reads a run of configs/identification.yaml (its results folder), in one process:
    on the same queries of each of ``--tuning-renderings``, and each shortlist's recall;
 4. tuning: chroma_align's top-1 on ``--tuning-renderings`` for chroma compressions 0, 1, 10
    and 100 (log(1 + c x)), and with the shortlist's 2 best shifts against all 12;
-5. windows: for ``--window-pieces`` reference pieces and each embedder, the cosine between
+5. rates: chroma_align's and roll_align's top-1 on ``--tuning-renderings`` at the run's
+   frame rate and at rates ``--rate-factors`` times lower (summary windows merged, exactly);
+6. windows: for ``--window-pieces`` reference pieces and each embedder, the cosine between
    a reference window pooled from the whole piece's time summary (what the matchers use)
    and the same stretch of audio embedded as a clip of its own, every ``--window-hop`` s.
 
     .venv/bin/snakemake --cores 2 --resources gpu=1 --configfile configs/identification.yaml
     .venv/bin/pip install librosa==0.11.0   # for part 2 only; not a dependency of the workflow
     .venv/bin/python benchmarks/identification_speed.py --results results
+    .venv/bin/python benchmarks/identification_speed.py --results results --sections rates   # one part
 """
 
 from __future__ import annotations
@@ -47,12 +50,19 @@ from workflow_scripts.embedders.registry import declaration
 from workflow_scripts.identification import alignment
 from workflow_scripts.identification.matching import LEARNED, MATCHERS, Recordings, recordings
 from workflow_scripts.identification.queries import query_seconds
-from workflow_scripts.identification.reference import frame_mean, layer_of, read_summarised, sliding_windows
+from workflow_scripts.identification.reference import (
+    Summarised,
+    frame_mean,
+    layer_of,
+    read_summarised,
+    sliding_windows,
+)
 from workflow_scripts.plumbing.settings import complete_config, embedder_settings
 from workflow_scripts.plumbing.snippet_audio import read_snippet_audio
 from workflow_scripts.stages.identify import learned_projection, subset, training_pieces, usable_matchers
 
 REFERENCE_SIZES = (100, 200)
+SECTIONS = ("matchers", "alignment", "shortlist", "tuning", "rates", "windows")
 REPLICATED_SIZE = 4000
 
 
@@ -226,6 +236,48 @@ def tuning_rows(results: Path, embedder: str, settings: dict, renderings: list[s
                 }
 
 
+def coarser(summarised: Summarised, factor: int) -> Summarised:
+    """The same recordings at ``hz / factor``: every ``factor`` successive summary windows
+    merged into one, the exact frame mean of theirs (frame counts weigh them). A rate above
+    the run's ``frame_hz`` needs the embed stage again; one below it does not."""
+    means, frames = [], []
+    for mean, count in zip(summarised.means, summarised.frames):
+        starts = np.arange(0, len(count), factor)
+        weights = count.astype(np.float64)
+        totals = np.add.reduceat(mean.astype(np.float64) * weights[None, :, None], starts, axis=1)
+        merged = np.add.reduceat(weights, starts)
+        means.append((totals / np.maximum(merged, 1.0)[None, :, None]).astype(np.float32))
+        frames.append(merged.astype(count.dtype))
+    return Summarised(summarised.ids, summarised.pieces, means, frames, summarised.hz / factor, summarised.embedder)
+
+
+def rate_rows(results: Path, embedder: str, settings: dict, renderings: list[str], seconds: float, count: int, factors):
+    """chroma_align's and roll_align's top-1 per query rendering at the run's frame rate and
+    at rates ``factors`` times lower (``coarser``)."""
+    pitch = declaration(embedder).pitch_classes
+    whole = read_summarised(shards(results, embedder, f"whole_{settings['reference']}"))
+    matchers, _ = usable_matchers(embedder, ["chroma_align", "roll_align"])
+    for rendering in renderings:
+        summarised = read_summarised(shards(results, embedder, f"queries_{rendering}"))
+        for factor in factors:
+            compressions = (settings["chroma_compression"], settings["roll_compression"])
+            reference = recordings(coarser(whole, factor), settings["layer"], pitch, *compressions)
+            queries = chosen_queries(
+                recordings(coarser(summarised, factor), settings["layer"], pitch, *compressions), seconds, count
+            )
+            for matcher in matchers:
+                rate, answers = queries_per_second(matcher, reference, queries, seconds, settings)
+                yield {
+                    "embedder": embedder,
+                    "rendering": rendering,
+                    "matcher": matcher,
+                    "frame_hz": reference.hz,
+                    "top1": top1(answers, queries, reference),
+                    "queries_per_s": rate,
+                    "queries": len(queries.ids),
+                }
+
+
 def chosen_queries(every_query: Recordings, seconds: float, count: int) -> Recordings:
     """``count`` queries of ``seconds`` (their ids say the length: workflow_scripts/identification/queries.py),
     spread over the corpus (every k-th)."""
@@ -281,10 +333,13 @@ def main() -> None:
     parser.add_argument("--window-hop", type=float, default=2.0)
     parser.add_argument("--skip-librosa", action="store_true")
     parser.add_argument("--tuning-renderings", default="organ,pianoDown3")
+    parser.add_argument("--rate-factors", default="1,2,4", help="frame rates: the run's frame_hz divided by each")
+    parser.add_argument("--sections", default=",".join(SECTIONS), help=f"which of {','.join(SECTIONS)} to run")
     arguments = parser.parse_args()
+    sections = set(arguments.sections.split(","))
     config = run_config(arguments.configfile)
     settings = config["identification"]
-    report = {"matchers": [], "alignment": None, "shortlist": {}, "tuning": [], "windows": []}
+    report = {"matchers": [], "alignment": None, "shortlist": {}, "tuning": [], "rates": [], "windows": []}
     for embedder in config["embedders"]:
         pitch = declaration(embedder).pitch_classes
         matchers, _ = usable_matchers(embedder, settings["matchers"])
@@ -313,11 +368,13 @@ def main() -> None:
                     reference, {arguments.rendering: every_query}, arguments.seconds, seen
                 ),
             }
-        for row in matcher_rows(reference, queries, arguments.seconds, settings, matchers):
-            report["matchers"].append({"embedder": embedder, **row})
-            print(json.dumps(report["matchers"][-1]), flush=True)
-        if pitch is not None:
-            for rendering in arguments.tuning_renderings.split(","):
+        if "matchers" in sections:
+            for row in matcher_rows(reference, queries, arguments.seconds, settings, matchers):
+                report["matchers"].append({"embedder": embedder, **row})
+                print(json.dumps(report["matchers"][-1]), flush=True)
+        renderings = arguments.tuning_renderings.split(",")
+        if pitch is not None and "shortlist" in sections:
+            for rendering in renderings:
                 these = chosen_queries(
                     recordings(
                         read_summarised(shards(arguments.results, embedder, f"queries_{rendering}")),
@@ -333,21 +390,34 @@ def main() -> None:
                 row.update(shortlist_against_full(reference, these, arguments.seconds, settings))
                 report["shortlist"].setdefault(embedder, []).append(row)
                 print(json.dumps(row), flush=True)
-            if report["alignment"] is None and not arguments.skip_librosa:
-                report["alignment"] = alignment_against_librosa(reference, queries, arguments.pairs)
-                print(json.dumps(report["alignment"]), flush=True)
-            renderings = arguments.tuning_renderings.split(",")
+        if pitch is not None and report["alignment"] is None and "alignment" in sections and not arguments.skip_librosa:
+            report["alignment"] = alignment_against_librosa(reference, queries, arguments.pairs)
+            print(json.dumps(report["alignment"]), flush=True)
+        if pitch is not None and "tuning" in sections:
             for row in tuning_rows(
                 arguments.results, embedder, settings, renderings, arguments.seconds, arguments.queries
             ):
                 report["tuning"].append(row)
                 print(json.dumps(row), flush=True)
-        report["windows"].append(
-            window_agreement(
-                arguments.results, config, embedder, arguments.window_pieces, arguments.seconds, arguments.window_hop
+        if pitch is not None and "rates" in sections:
+            factors = [int(factor) for factor in arguments.rate_factors.split(",")]
+            for row in rate_rows(
+                arguments.results, embedder, settings, renderings, arguments.seconds, arguments.queries, factors
+            ):
+                report["rates"].append(row)
+                print(json.dumps(row), flush=True)
+        if "windows" in sections:
+            report["windows"].append(
+                window_agreement(
+                    arguments.results,
+                    config,
+                    embedder,
+                    arguments.window_pieces,
+                    arguments.seconds,
+                    arguments.window_hop,
+                )
             )
-        )
-        print(json.dumps(report["windows"][-1]), flush=True)
+            print(json.dumps(report["windows"][-1]), flush=True)
     print(json.dumps(report, indent=1))
 
 
