@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from workflow_scripts.identification.reference import sliding_windows
+
 SEMITONES = 12
 # Reference columns between pieces with an infinite cost: a step advances at most 2 columns,
 # so no path crosses from one piece into the next.
@@ -137,11 +139,8 @@ def part_means_at_every_start(chroma: np.ndarray, counts: np.ndarray, length: in
     """(starts, parts * 12): at every start frame, the unit means of ``parts`` successive runs
     of ``length`` frames, over sqrt(parts) (so a dot product is the parts' mean cosine). Near
     a short piece's end the last run repeats."""
-    weights = counts.astype(np.float64)[:, None]
-    sums = np.vstack([np.zeros((1, chroma.shape[1])), np.cumsum(chroma * weights, axis=0)])
-    totals = np.r_[0.0, np.cumsum(weights)]
     length = max(1, min(length, len(chroma)))
-    means = unit((sums[length:] - sums[:-length]) / np.maximum(totals[length:] - totals[:-length], 1.0)[:, None])
+    means = unit(sliding_windows(chroma, counts, length))
     starts = np.arange(max(1, len(means) - (parts - 1) * length))
     picks = np.minimum(starts[:, None] + length * np.arange(parts)[None, :], len(means) - 1)
     return means[picks].reshape(len(starts), -1) / np.sqrt(parts)
